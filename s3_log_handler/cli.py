@@ -1,0 +1,72 @@
+"""The ``s3-log-handler`` command: demo, athena-ddl, iam-policy, replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s3-log-handler", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run voice-agent sessions through logging.yaml into "
+                                       "an embedded S3 + CloudWatch Logs (moto) and check both")
+    demo.add_argument("--sessions", type=int, default=200)
+    demo.add_argument("--real", action="store_true",
+                      help="use the environment's real AWS settings instead of moto")
+
+    ddl = sub.add_parser("athena-ddl", help="print CREATE EXTERNAL TABLE with partition projection")
+    ddl.add_argument("--bucket", required=True)
+    ddl.add_argument("--prefix", default="sessions")
+    ddl.add_argument("--table", default="session_analytics")
+    ddl.add_argument("--database", default=None)
+    ddl.add_argument("--mode", choices=("object", "batch"), default="object")
+    ddl.add_argument("--sample", default=None, help="a JSON payload file to infer columns from")
+
+    iam = sub.add_parser("iam-policy", help="print the least-privilege IAM policy as JSON")
+    iam.add_argument("--bucket", required=True)
+    iam.add_argument("--prefix", default="sessions")
+    iam.add_argument("--kms-key", default=None)
+
+    replay = sub.add_parser("replay", help="upload what a spool directory holds, print counts")
+    replay.add_argument("spool_dir")
+    replay.add_argument("--dead-letters", action="store_true", help="also retry dead letters")
+    replay.add_argument("--bucket", default=None, help="default: $ANALYTICS_S3_BUCKET")
+    replay.add_argument("--prefix", default="sessions")
+    replay.add_argument("--mode", choices=("object", "batch"), default="object")
+    replay.add_argument("--timeout", type=float, default=60.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(sessions=args.sessions, real=args.real)
+    if args.command == "athena-ddl":
+        from .athena import athena_ddl
+
+        print(athena_ddl(bucket=args.bucket, prefix=args.prefix, table=args.table,
+                         database=args.database, mode=args.mode, sample=args.sample))
+        return 0
+    if args.command == "iam-policy":
+        from .iam import iam_policy
+
+        print(json.dumps(iam_policy(bucket=args.bucket, prefix=args.prefix,
+                                    kms_key=args.kms_key), indent=2))
+        return 0
+    from .replay import replay
+
+    stats = replay(args.spool_dir, retry_dead_letters=args.dead_letters, timeout=args.timeout,
+                   bucket=args.bucket, prefix=args.prefix, mode=args.mode)
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0 if stats["queued"] == 0 and stats["spooled"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

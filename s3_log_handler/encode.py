@@ -1,0 +1,123 @@
+"""Serialisation of payloads into JSON lines, and the compressors for object bodies.
+
+Pure functions: the caller's thread runs :func:`json_line`; worker threads run compressors.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import gzip
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+class EncodeError(ValueError):
+    """The payload cannot be represented as JSON (a cycle, or an encoder failure)."""
+
+
+@dataclass(slots=True)
+class _FallbackCounter:
+    count: int = 0
+
+
+def _default(fallbacks: _FallbackCounter) -> Callable[[Any], Any]:
+    def default(value: Any) -> Any:
+        if isinstance(value, dt.date | dt.time):  # datetime is a date
+            return value.isoformat()
+        if isinstance(value, decimal.Decimal):
+            return str(value) if not value.is_finite() else float(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, set | frozenset):
+            return sorted(value, key=repr)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return base64.b64encode(bytes(value)).decode("ascii")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        model_dump = getattr(value, "model_dump", None)
+        if callable(model_dump):
+            return model_dump(mode="json")
+        fallbacks.count += 1
+        return str(value)
+
+    return default
+
+
+@dataclass(frozen=True, slots=True)
+class JsonLine:
+    """One payload serialised as a single JSON line ending in ``\\n``.
+
+    ``fallbacks`` counts values that had no JSON form and were written as ``str(value)``.
+    """
+
+    body: bytes
+    fallbacks: int
+
+
+def json_line(payload: object) -> JsonLine:
+    """Serialise ``payload`` to one line of compact JSON plus ``\\n``.
+
+    Encodes datetime/date/time (ISO 8601), Decimal, UUID, Enum, set/frozenset, bytes
+    (base64), dataclasses and objects with ``model_dump()``; anything else becomes
+    ``str(value)`` and is counted in ``fallbacks``. Raises :class:`EncodeError` for cycles
+    and encoder failures. The result is a snapshot: later mutation of ``payload`` does not
+    change it.
+    """
+    fallbacks = _FallbackCounter()
+    try:
+        body = orjson.dumps(payload, default=_default(fallbacks), option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        msg = f"payload is not JSON-serialisable: {exc}"
+        raise EncodeError(msg) from exc
+    return JsonLine(body + b"\n", fallbacks.count)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """How object bodies are compressed: the function, the file extension, the header."""
+
+    name: str
+    compress: Callable[[bytes], bytes]
+    suffix: str
+    content_encoding: str | None
+
+
+def make_codec(name: str, level: int | None = None) -> Codec:
+    """The codec for ``name`` (``gzip``, ``zstd`` or ``none``).
+
+    ``level`` defaults to 6 for gzip and 3 for zstd. Raises ``ValueError`` for an unknown
+    name and ``ImportError`` (with the extra to install) when zstd is asked for without
+    the ``zstandard`` package.
+    """
+    if name == "gzip":
+        gzip_level = 6 if level is None else level
+        return Codec("gzip", lambda b: gzip.compress(b, gzip_level, mtime=0), ".gz", "gzip")
+    if name == "zstd":
+        try:
+            import zstandard
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            msg = "compression='zstd' needs zstandard: pip install 's3_log_handler[zstd]'"
+            raise ImportError(msg) from exc
+        zstd_level = 3 if level is None else level
+
+        def compress_zstd(body: bytes) -> bytes:
+            # A ZstdCompressor must not be shared between threads, and workers run in parallel.
+            return bytes(zstandard.ZstdCompressor(level=zstd_level).compress(body))
+
+        return Codec("zstd", compress_zstd, ".zst", "zstd")
+    if name == "none":
+        return Codec("none", bytes, "", None)
+    msg = f"unknown compression {name!r}; use 'gzip', 'zstd' or 'none'"
+    raise ValueError(msg)

@@ -1,0 +1,241 @@
+"""S3Handler: the ``logging.Handler`` that snapshots analytics records and hands them off."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from .counters import Counters
+from .delivery import Delivery
+from .diagnostics import ReportOnce, is_internal_record, logger
+from .encode import EncodeError, json_line, make_codec
+from .keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
+from .records import Entry
+from .redact import make_redactor
+from .settings import HandlerConfig
+from .spool import Spool
+from .uploader import S3Uploader
+from .worker import DeliveryWorker
+
+_MISSING = object()
+#: A full queue is warned about at most once per this many seconds.
+_DROP_WARNING_INTERVAL = 60.0
+_LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
+
+
+class S3Handler(logging.Handler):
+    """Ships the payload each record carries in ``record.<attribute>`` to S3, off-thread.
+
+    ``emit()`` serialises the payload on the caller's thread (a snapshot: later mutation
+    changes nothing), writes it to the spool when one is set, and enqueues it. It never does
+    network I/O and never raises; background threads batch, compress and upload.
+
+    Keyword arguments (all optional; usable from ``dictConfig``):
+
+    * ``bucket`` -- target bucket; default ``$ANALYTICS_S3_BUCKET``. Without one the handler
+      is disabled: records are counted ``ignored`` and nothing raises.
+    * ``prefix="sessions"``, ``attribute="analytics_data"``, ``id_field="session_id"``.
+    * ``key_template`` -- default ``{prefix}/year={year}/month={month}/day={day}/{id}{ext}``
+      (object mode) or ``...{host}-{pid}-{seq}-{uuid}{ext}`` (batch mode). Placeholders:
+      prefix, year, month, day, hour (UTC, from ``record.created``), id, ext, uuid, host,
+      pid, seq. Keys are at most 1,024 bytes (S3's limit).
+    * ``region_name``, ``endpoint_url``, ``profile_name`` -- passed to boto3; otherwise its own
+      chain applies, plus ``$AWS_REGION`` when ``$AWS_DEFAULT_REGION`` is unset.
+    * ``workers=4`` concurrent uploads; ``close_timeout=5.0`` seconds for flush/close.
+    * ``mode="object"|"batch"``; batch: ``max_batch_records=10000``,
+      ``max_batch_bytes=8 MiB`` (uncompressed), ``max_batch_age=60`` seconds.
+    * ``compression="gzip"|"zstd"|"none"``, ``compress_level``.
+    * ``spool_dir``, ``spool_fsync="never"|"interval"|"always"``, ``max_record_bytes=5 MiB``,
+      ``max_queue_bytes=64 MiB``, ``when_full="spool"|"drop"|"block"``, ``block_timeout=1``.
+    * ``sse``, ``sse_kms_key_id``, ``expected_bucket_owner``, ``storage_class``,
+      ``checksum_algorithm="CRC32"``, ``acl``; ``redact_fields``, ``hash_fields``.
+
+    Raises ``ValueError``/``TypeError`` at construction for invalid or unknown arguments.
+    """
+
+    def __init__(self, bucket: str | None = None, *, level: int | str = logging.NOTSET,
+                 **options: Any) -> None:
+        super().__init__(level)
+        self.config = HandlerConfig.from_kwargs(bucket=bucket, **options)
+        self._counters = Counters()
+        self._reports = ReportOnce()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._last_drop_warning = 0.0
+        self._redact = make_redactor(self.config)
+        codec = make_codec(self.config.compression, self.config.compress_level)
+        self._ext = ".json" + codec.suffix
+        if self.config.mode == "object":  # fail at start-up, not per record, on an overlong key
+            render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
+                       partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
+        self._spool = (Spool(self.config.spool_dir, self.config.spool_fsync)
+                       if self.config.spool_dir and self.config.enabled else None)
+        self._uploader = S3Uploader(self.config)
+        self._delivery = Delivery(self.config, self._uploader, self._counters, self._spool, codec)
+        self._worker = DeliveryWorker(self.config, self._delivery, self._counters, self._spool)
+        if not self.config.enabled:
+            logger.info("ANALYTICS_S3_BUCKET not configured - skipping S3 export")
+        self._recover_spool()
+        _LIVE_HANDLERS.add(self)
+
+    # -- logging.Handler -------------------------------------------------------------------
+    def emit(self, record: logging.LogRecord) -> None:
+        """Snapshot and enqueue ``record``'s payload. Never blocks on I/O, never raises."""
+        try:
+            self._ship(record)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Wait until every record emitted before the call has an outcome.
+
+        Waits at most ``timeout`` seconds (``None`` means ``close_timeout``: this is what
+        ``logging.shutdown()`` calls, and exit must never hang). Returns True only if all
+        of those records were delivered.
+        """
+        if not self.config.enabled:
+            return True
+        return self._worker.flush(self.config.close_timeout if timeout is None else timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until nothing is queued or spooled, recovered records
+        included; True when idle. (``flush`` only waits for records emitted before it.)
+        """
+        return not self.config.enabled or self._worker.wait_idle(timeout)
+
+    def close(self) -> None:
+        """Flush up to ``close_timeout``, stop, and release the spool. Safe to call twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._worker.close(self.config.close_timeout)
+            if self._spool is not None:
+                self._spool.close()
+        finally:
+            _LIVE_HANDLERS.discard(self)
+            super().close()
+
+    def stats(self) -> dict[str, Any]:
+        """A copy of the counters; see :mod:`s3_log_handler.counters` for the identity."""
+        return self._counters.snapshot()
+
+    def __repr__(self) -> str:
+        where = f"s3://{self.config.bucket}/{self.config.prefix}" if self.config.enabled else "off"
+        return f"<S3Handler {where} ({logging.getLevelName(self.level)})>"
+
+    # -- the emit path -------------------------------------------------------------------
+    def _ship(self, record: logging.LogRecord) -> None:
+        if is_internal_record(record):
+            return
+        payload = getattr(record, self.config.attribute, _MISSING)
+        if payload is _MISSING or not self.config.enabled:
+            self._counters.arrive("emitted", "ignored")
+            return
+        if self._closed:
+            self._refuse_late(record)
+            return
+        raw_id = payload.get(self.config.id_field) if isinstance(payload, Mapping) else None
+        record_id = sanitize_id(raw_id)
+        entry = self._snapshot(record, payload, record_id)
+        if entry is None:
+            return
+        entry = self._write_ahead(entry)
+        refused = self._worker.submit(entry)
+        if refused is not None:
+            self._refuse(entry, refused)
+
+    def _snapshot(self, record: logging.LogRecord, payload: object, record_id: str) -> (
+        Entry | None
+    ):
+        key = None
+        if self.config.mode == "object":
+            key = render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
+                             partition=Partition.of(record.created), record_id=record_id)
+        try:
+            line = json_line(self._redact(payload))
+        except EncodeError:
+            body = repr(payload)[:4096].encode("utf-8", "replace")
+            self._delivery.dead_letter([Entry(body, record.created, record_id, key)],
+                                       "encode_error", source="emitted")
+            self.handleError(record)
+            return None
+        if line.fallbacks:
+            self._counters.add(fallbacks=line.fallbacks)
+        entry = Entry(line.body, record.created, record_id, key)
+        if entry.size > self.config.max_record_bytes:
+            self._delivery.dead_letter([entry], "too_large", source="emitted")
+            self._reports.report("too_large", logging.ERROR,
+                                 "analytics record %s is %d bytes, over max_record_bytes=%d; "
+                                 "dead-lettered", record_id, entry.size,
+                                 self.config.max_record_bytes)
+            return None
+        return Entry(entry.body, entry.created, record_id, key, self._worker.reserve())
+
+    def _write_ahead(self, entry: Entry) -> Entry:
+        if self._spool is None:
+            return entry
+        try:
+            return self._spool.append(entry)
+        except OSError as exc:
+            self._reports.report("spool-write", logging.ERROR,
+                                 "cannot write to spool %s (%s); records are held in memory "
+                                 "only until it works again", self._spool.directory, exc)
+            return entry
+
+    def _refuse(self, entry: Entry, reason: str) -> None:
+        if entry.ref is not None and self.config.when_full == "spool" and reason == "queue_full":
+            assert self._spool is not None
+            self._spool.mark_disk_only(entry.ref)
+            self._counters.arrive("emitted", "spooled")
+            return
+        self._worker.settle_refused(entry.seq)
+        if entry.ref is not None and self._spool is not None:
+            self._spool.resolve(entry.ref)
+        self._counters.arrive("emitted", "dropped", reason=reason)
+        now = time.monotonic()
+        if now - self._last_drop_warning >= _DROP_WARNING_INTERVAL:
+            self._last_drop_warning = now
+            logger.warning("S3Handler dropped an analytics record (%s); %s dropped so far",
+                           reason, self._counters.get("dropped"))
+
+    def _refuse_late(self, record: logging.LogRecord) -> None:
+        self._counters.arrive("emitted", "dropped", reason="closed")
+        self._reports.report("closed", logging.WARNING,
+                             "S3Handler is closed; dropped a record from logger %r (and will "
+                             "count, not report, any more)", record.name)
+
+    # -- start-up and fork ---------------------------------------------------------------
+    def _recover_spool(self) -> None:
+        if self._spool is None:
+            return
+        adopted, torn = self._spool.adopt_abandoned()
+        if torn:
+            self._delivery.dead_letter(torn, "torn_write", source="recovered")
+        if adopted:
+            self._counters.arrive("recovered", "spooled", adopted)
+            logger.info("S3Handler found %d undelivered records in %s; delivering them",
+                        adopted, self._spool.directory)
+            self._worker.adopt(adopted)
+
+    def _after_fork_in_child(self) -> None:
+        self._counters.reset()
+        self._uploader.reset_after_fork()
+        if self._spool is not None:
+            self._spool.forget_after_fork()
+        self._worker.reset_after_fork()
+        self._close_lock = threading.Lock()
+
+
+def _reset_handlers_after_fork() -> None:
+    for handler in list(_LIVE_HANDLERS):
+        handler._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_handlers_after_fork)

@@ -1,0 +1,100 @@
+"""S3 object keys: Hive date partitions from a record's UTC time, and ids made safe for a key.
+
+Pure functions: no I/O, no clock of their own except :func:`generated_id`'s randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+#: S3 caps a key at 1,024 bytes of UTF-8.
+S3_MAX_KEY_BYTES = 1024
+#: Longest sanitised id we put in a key; longer ids are cut and get a hash suffix.
+MAX_ID_CHARS = 128
+_HASH_CHARS = 16
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HOST = _UNSAFE.sub("-", socket.gethostname()) or "host"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """The UTC date parts a record belongs to; keys of one partition share a folder."""
+
+    year: str
+    month: str
+    day: str
+    hour: str
+
+    @classmethod
+    def of(cls, created: float) -> Partition:
+        """The partition of a record created at ``created`` (epoch seconds), in UTC."""
+        t = time.gmtime(created)
+        return cls(f"{t.tm_year:04d}", f"{t.tm_mon:02d}", f"{t.tm_mday:02d}", f"{t.tm_hour:02d}")
+
+    def coarsen(self, template: str) -> Partition:
+        """Drop the hour when ``template`` does not use it, so batches group by day only."""
+        return self if "{hour}" in template else Partition(self.year, self.month, self.day, "")
+
+
+def generated_id() -> str:
+    """A fresh unique id for a record that has none (never a shared ``unknown``)."""
+    return f"gen-{uuid.uuid4().hex}"
+
+
+def sanitize_id(raw: object) -> str:
+    """Turn any id into a key segment that cannot leave its partition.
+
+    Guarantees: the result is non-empty, matches ``[A-Za-z0-9._-]+``, contains no ``/``,
+    is never ``.``/``..`` nor starts with ``.`` or ``_`` (Hive readers hide such files), and is
+    at most :data:`MAX_ID_CHARS` characters. Unsafe characters become ``_``; when that
+    changes the id, or the id is too long, a hash of the original is appended so distinct
+    ids stay distinct. A missing, empty or non-string id gets :func:`generated_id`.
+    """
+    if not isinstance(raw, str) or not raw:
+        return generated_id()
+    safe = _UNSAFE.sub("_", raw)
+    if safe[0] in "._":
+        safe = "id" + safe
+    if safe == raw and len(safe) <= MAX_ID_CHARS:
+        return safe
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{safe[: MAX_ID_CHARS - _HASH_CHARS - 1]}-{digest}"
+
+
+def render_key(
+    template: str,
+    *,
+    prefix: str,
+    partition: Partition,
+    ext: str,
+    record_id: str = "",
+    seq: int = 0,
+) -> str:
+    """Fill ``template``'s placeholders and check the result fits S3's key limit.
+
+    Placeholders: prefix, year, month, day, hour, id, ext, uuid, host, pid, seq.
+    Raises ``ValueError`` if the key would exceed :data:`S3_MAX_KEY_BYTES`.
+    """
+    key = template.format(
+        prefix=prefix,
+        year=partition.year,
+        month=partition.month,
+        day=partition.day,
+        hour=partition.hour,
+        id=record_id,
+        ext=ext,
+        uuid=uuid.uuid4().hex if "{uuid}" in template else "",
+        host=_HOST,
+        pid=os.getpid(),
+        seq=f"{seq:08d}",
+    )
+    if len(key.encode("utf-8")) > S3_MAX_KEY_BYTES:
+        msg = f"S3 key longer than {S3_MAX_KEY_BYTES} bytes: {key[:80]}..."
+        raise ValueError(msg)
+    return key

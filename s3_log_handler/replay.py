@@ -1,0 +1,55 @@
+"""Deliver what a spool directory holds: segments left by dead processes, and dead letters."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import orjson
+
+from .handler import S3Handler
+
+
+def replay(spool_dir: str, *, retry_dead_letters: bool = False, timeout: float = 60.0,
+           **handler_options: Any) -> dict[str, Any]:
+    """Upload every abandoned segment in ``spool_dir`` and return the handler's counters.
+
+    With ``retry_dead_letters``, dead letters whose body is a JSON object are re-emitted
+    (through the spool, so none is lost if this run dies) and their dead-letter files removed.
+    Waits at most ``timeout`` seconds; whatever is not delivered stays in the spool.
+    """
+    handler = S3Handler(spool_dir=spool_dir, **handler_options)
+    retried = _re_emit_dead_letters(handler, os.path.join(spool_dir, "dead")) if (
+        retry_dead_letters) else 0
+    handler.wait_idle(timeout)
+    handler.close()
+    stats = handler.stats()
+    stats["dead_letters_retried"] = retried
+    stats["dead_letters_left"] = len(os.listdir(os.path.join(spool_dir, "dead")))
+    return stats
+
+
+def _re_emit_dead_letters(handler: S3Handler, dead_dir: str) -> int:
+    retried = 0
+    for name in sorted(os.listdir(dead_dir)):
+        path = os.path.join(dead_dir, name)
+        try:
+            with open(path, "rb") as f:
+                letter = orjson.loads(f.read())
+            payload = orjson.loads(letter["body"])
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+        if not isinstance(payload, dict):
+            continue
+        record = logging.makeLogRecord({
+            "name": "analytics.replay", "levelno": logging.INFO, "levelname": "INFO",
+            "msg": "replayed dead letter", "created": float(letter.get("created") or 0.0),
+            handler.config.attribute: payload,
+        })
+        before = handler.stats()["dead_lettered"]
+        handler.handle(record)
+        if handler.stats()["dead_lettered"] == before:
+            os.unlink(path)
+            retried += 1
+    return retried

@@ -1,0 +1,289 @@
+"""Write-ahead spool: records reach disk before ``emit()`` returns and leave it once delivered.
+
+Layout of ``spool_dir``::
+
+    <ms>-<pid>-<rand>.seg    segments: one record per line, ``<header json>\\t<body json>\\n``
+    dead/<ms>-<rand>.json    dead letters: one record that can never be uploaded, with its reason
+
+A live process holds an exclusive ``flock`` on each segment it owns, so another process (or a
+later handler in the same process) adopts only segments whose owner is gone. A segment is
+deleted once every record in it is delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .records import Entry, SpoolRef
+
+SEGMENT_SUFFIX = ".seg"
+#: A segment is sealed (and a new one started) past this size.
+SEGMENT_BYTES = 4 * 1024 * 1024
+#: The dead-letter area keeps at most this many records; past it, records are dropped (counted).
+DEAD_LETTER_CAP = 10_000
+FSYNC_INTERVAL = 1.0
+
+
+@dataclass(slots=True)
+class _Segment:
+    name: str
+    fd: int
+    size: int = 0
+    total: int = 0
+    resolved: int = 0
+    sealed: bool = False
+    #: Adopted from another owner: its records' sequence numbers mean nothing here.
+    adopted: bool = False
+    #: Indices of records held only on disk (spilled, or adopted from a dead owner).
+    disk_only: set[int] = field(default_factory=set)
+
+
+def encode_line(entry: Entry) -> bytes:
+    """One spool line for ``entry`` (the body already ends in ``\\n`` and holds no tab)."""
+    header = orjson.dumps(
+        {"k": entry.key, "i": entry.record_id, "t": entry.created, "q": entry.seq}
+    )
+    return header + b"\t" + entry.body
+
+
+def decode_lines(data: bytes) -> Iterator[tuple[int, Entry | None]]:
+    """Parse a segment's bytes into ``(index, entry)``; ``entry`` is ``None`` for a torn line."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    last = len(lines) - 1
+    for index, line in enumerate(lines):
+        header, sep, body = line.partition(b"\t")
+        meta = _header(header) if sep and (index < last or data.endswith(b"\n")) else None
+        if meta is None:
+            yield index, None
+            continue
+        key = meta["k"]
+        yield index, Entry(body + b"\n", float(meta["t"]), str(meta["i"]),
+                           key if isinstance(key, str) else None, int(meta.get("q", -1)))
+
+
+def _header(raw: bytes) -> dict[str, Any] | None:
+    try:
+        meta = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) and {"t", "i", "k"} <= meta.keys() else None
+
+
+class Spool:
+    """A directory of write-ahead segments owned by one handler in one process.
+
+    ``append`` may raise ``OSError`` (disk full, permissions): the caller decides what then.
+    All other methods report nothing and never raise for a record they were given.
+    """
+
+    def __init__(self, directory: str, fsync: str = "never") -> None:
+        self.directory = directory
+        self.dead_dir = os.path.join(directory, "dead")
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._segments: dict[str, _Segment] = {}
+        self._active: _Segment | None = None
+        self._last_sync = time.monotonic()
+        os.makedirs(self.dead_dir, exist_ok=True)
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, entry: Entry) -> Entry:
+        """Write ``entry`` to the active segment and return it with its :class:`SpoolRef`."""
+        line = encode_line(entry)
+        with self._lock:
+            segment = self._writable_segment()
+            os.write(segment.fd, line)
+            if self._fsync == "always":
+                os.fsync(segment.fd)
+            index = segment.total
+            segment.total += 1
+            segment.size += len(line)
+            if segment.size >= SEGMENT_BYTES:
+                self._seal(segment)
+        return Entry(entry.body, entry.created, entry.record_id, entry.key, entry.seq,
+                     SpoolRef(segment.name, index))
+
+    def _writable_segment(self) -> _Segment:
+        if self._active is None:
+            name = f"{int(time.time() * 1000):013d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp = os.path.join(self.directory, name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Locked before it is visible under its final name, so no scanner can adopt it.
+            os.rename(tmp, self._path(name))
+            self._active = self._segments[name] = _Segment(name, fd)
+        return self._active
+
+    def sync_if_due(self) -> None:
+        """With ``fsync="interval"``, flush the active segment to stable storage once a second."""
+        if self._fsync != "interval" or time.monotonic() - self._last_sync < FSYNC_INTERVAL:
+            return
+        with self._lock:
+            self._last_sync = time.monotonic()
+            if self._active is not None:
+                os.fsync(self._active.fd)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def mark_disk_only(self, ref: SpoolRef) -> None:
+        """Note that the record at ``ref`` is not held in memory and must be reloaded."""
+        with self._lock:
+            self._segments[ref.segment].disk_only.add(ref.index)
+
+    def resolve(self, ref: SpoolRef) -> None:
+        """The record at ``ref`` has its final outcome; delete its segment once all have."""
+        with self._lock:
+            segment = self._segments.get(ref.segment)
+            if segment is None:
+                return
+            segment.resolved += 1
+            if segment is self._active and segment.resolved >= segment.total:
+                # Everything written so far is delivered: start afresh so that a crash
+                # cannot make a later process re-send it.
+                self._seal(segment)
+            self._delete_if_done(segment)
+
+    def backlog(self) -> int:
+        """How many records are held only on disk."""
+        with self._lock:
+            return sum(len(s.disk_only) for s in self._segments.values())
+
+    def load_backlog(self, max_bytes: int) -> list[Entry]:
+        """Read up to ``max_bytes`` of disk-only records back, oldest segment first."""
+        loaded: list[Entry] = []
+        budget = max_bytes
+        with self._lock:
+            if self._active is not None and self._active.disk_only:
+                self._seal(self._active)
+            for segment in sorted(self._segments.values(), key=lambda s: s.name):
+                if budget <= 0:
+                    break
+                if not segment.disk_only or not segment.sealed:
+                    continue
+                for index, entry in self._read(segment):
+                    if entry is None or index not in segment.disk_only:
+                        continue
+                    segment.disk_only.discard(index)
+                    seq = -1 if segment.adopted else entry.seq
+                    loaded.append(Entry(entry.body, entry.created, entry.record_id, entry.key,
+                                        seq, SpoolRef(segment.name, index)))
+                    budget -= entry.size
+                    if budget <= 0:
+                        break
+        return loaded
+
+    # -- recovery ------------------------------------------------------------------------
+    def adopt_abandoned(self) -> tuple[int, list[Entry]]:
+        """Lock every segment whose owner is gone and take its records as disk-only.
+
+        Returns ``(records, torn)``: how many complete records were adopted, and the torn
+        lines (a write cut short by a crash), which the caller dead-letters.
+        """
+        adopted = 0
+        torn: list[Entry] = []
+        for name in sorted(os.listdir(self.directory)):
+            if not name.endswith(SEGMENT_SUFFIX):
+                continue
+            name = name.removesuffix(SEGMENT_SUFFIX)
+            with self._lock:
+                if name in self._segments:
+                    continue
+                segment = self._try_lock(name)
+                if segment is None:
+                    continue
+                for index, entry in self._read(segment):
+                    segment.total += 1
+                    if entry is None:
+                        torn.append(Entry(b"", 0.0, "", None, -1, SpoolRef(name, index)))
+                    else:
+                        segment.disk_only.add(index)
+                        adopted += 1
+                self._segments[name] = segment
+                self._delete_if_done(segment)
+        return adopted, torn
+
+    def _try_lock(self, name: str) -> _Segment | None:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        if os.fstat(fd).st_nlink == 0:  # deleted by its owner between listdir and lock
+            os.close(fd)
+            return None
+        return _Segment(name, fd, sealed=True, adopted=True)
+
+    # -- dead letters --------------------------------------------------------------------
+    def dead_letter(self, entry: Entry, reason: str) -> bool:
+        """Keep ``entry`` in ``dead/`` with ``reason``; False when the area is full or fails."""
+        try:
+            if len(os.listdir(self.dead_dir)) >= DEAD_LETTER_CAP:
+                return False
+            name = f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:12]}.json"
+            document = {
+                "reason": reason,
+                "key": entry.key,
+                "record_id": entry.record_id,
+                "created": entry.created,
+                "body": entry.body.decode("utf-8", "replace").rstrip("\n"),
+            }
+            with open(os.path.join(self.dead_dir, name), "wb") as f:
+                f.write(orjson.dumps(document))
+        except OSError:
+            return False
+        if entry.ref is not None:
+            self.resolve(entry.ref)
+        return True
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Seal and unlock every segment; what is not delivered stays on disk for replay."""
+        with self._lock:
+            if self._active is not None:
+                self._seal(self._active)
+            for segment in list(self._segments.values()):
+                os.close(segment.fd)
+            self._segments.clear()
+            self._active = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's segments (the parent still owns and locks them)."""
+        self._lock = threading.Lock()
+        for segment in self._segments.values():
+            os.close(segment.fd)
+        self._segments = {}
+        self._active = None
+
+    def _seal(self, segment: _Segment) -> None:
+        segment.sealed = True
+        if segment is self._active:
+            self._active = None
+        self._delete_if_done(segment)
+
+    def _delete_if_done(self, segment: _Segment) -> None:
+        if segment.sealed and segment.resolved >= segment.total:
+            os.unlink(self._path(segment.name))
+            os.close(segment.fd)
+            del self._segments[segment.name]
+
+    def _read(self, segment: _Segment) -> Iterator[tuple[int, Entry | None]]:
+        with open(self._path(segment.name), "rb") as f:
+            data = f.read()
+        return decode_lines(data)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name + SEGMENT_SUFFIX)

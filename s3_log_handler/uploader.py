@@ -1,0 +1,193 @@
+"""The one module that talks to boto3: ``put_object``, error classification, backoff.
+
+botocore does retries (standard mode), connection pooling, signing and checksums; this
+module only decides what a failure *means* for a record once botocore has given up.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from .diagnostics import scrub
+from .settings import HandlerConfig
+
+
+class FailureKind(enum.Enum):
+    """What a failed upload means for the records in it."""
+
+    #: Network trouble, 5xx, throttling: retry soon.
+    TRANSIENT = "transient"
+    #: Credentials, permissions, bucket or region wrong: keep the data, retry slowly.
+    CONFIG = "config"
+    #: S3 rejected this request itself (e.g. too large): retrying cannot help; dead-letter it.
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFailure:
+    """Why an upload failed, with an actionable hint. Never contains credentials."""
+
+    kind: FailureKind
+    code: str
+    message: str
+    hint: str
+
+
+_TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "OperationAborted",
+})
+_REJECTED_CODES = frozenset({
+    "EntityTooLarge", "KeyTooLongError", "InvalidArgument", "MalformedXML", "InvalidDigest",
+    "BadDigest", "MetadataTooLarge", "InvalidStorageClass", "AccessControlListNotSupported",
+})
+_CREDENTIAL_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "NoCredentials",
+})
+_REGION_CODES = frozenset({
+    "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
+    "301",
+})
+
+
+def classify(exc: BaseException, config: HandlerConfig) -> UploadFailure:
+    """Turn a boto3 exception into an :class:`UploadFailure` with a hint for the operator."""
+    if isinstance(exc, NoCredentialsError):
+        return _failure(FailureKind.CONFIG, "NoCredentials", str(exc), config)
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = str(error.get("Message") or exc)
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return _failure(FailureKind.TRANSIENT, code, message, config)
+        if code in _REJECTED_CODES:
+            return _failure(FailureKind.REJECTED, code, message, config)
+        return _failure(FailureKind.CONFIG, code, message, config)
+    if isinstance(exc, BotoCoreError):
+        return _failure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), config)
+    return _failure(FailureKind.TRANSIENT, type(exc).__name__, repr(exc), config)
+
+
+def _failure(kind: FailureKind, code: str, message: str, config: HandlerConfig) -> UploadFailure:
+    return UploadFailure(kind, code, scrub(message), hint_for(code, kind, config))
+
+
+def hint_for(code: str, kind: FailureKind, config: HandlerConfig) -> str:
+    """An actionable sentence for an operator who sees error ``code``."""
+    resource = f"arn:aws:s3:::{config.bucket}/{config.prefix}/*"
+    if code in {"AccessDenied", "AllAccessDisabled", "Forbidden", "403"}:
+        kms = " and kms:GenerateDataKey on the KMS key" if config.sse == "aws:kms" else ""
+        return f"allow s3:PutObject on {resource}{kms} for the role or user boto3 resolves"
+    if code in {"NoSuchBucket", "404"}:
+        return f"bucket {config.bucket!r} does not exist: create it or fix ANALYTICS_S3_BUCKET"
+    if code in _CREDENTIAL_CODES:
+        return ("check the credentials boto3 resolves (environment, profile, instance role); "
+                "refresh expired session tokens")
+    if code in _REGION_CODES:
+        return "the bucket is in another region: set region_name (or AWS_REGION) to its region"
+    if kind is FailureKind.TRANSIENT:
+        return f"S3 or the network is unavailable; records are kept and retried ({code})"
+    if kind is FailureKind.REJECTED:
+        return f"S3 rejected the object itself ({code}); it is dead-lettered, not retried"
+    return f"S3 refused the upload ({code}); records are kept and retried slowly"
+
+
+class Backoff:
+    """Capped exponential backoff with equal jitter, as data: ``delay()``, ``reset()``."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self._base = base
+        self._cap = cap
+        self._failures = 0
+
+    def delay(self) -> float:
+        """The next pause in seconds: uniform in [b/2, b] with b = min(cap, base * 2**failures)."""
+        bound = min(self._cap, self._base * (2 ** min(self._failures, 30)))
+        self._failures += 1
+        return random.uniform(bound / 2, bound)
+
+    def reset(self) -> None:
+        """Forget past failures after a success."""
+        self._failures = 0
+
+
+class S3Uploader:
+    """Puts objects into the configured bucket with one lazily created, shared boto3 client.
+
+    The client is created on first use (on a worker thread, never in ``__init__``), so
+    building a handler needs neither network nor credentials.
+    """
+
+    def __init__(self, config: HandlerConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._static_args = _static_put_args(config)
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's client: its connection pool must not be shared with a child."""
+        self._lock = threading.Lock()
+        self._client = None
+
+    def client(self) -> Any:
+        """The boto3 S3 client, created once per process."""
+        with self._lock:
+            if self._client is None:
+                c = self._config
+                session = boto3.session.Session(profile_name=c.profile_name)
+                self._client = session.client(
+                    "s3",
+                    region_name=c.region_name,
+                    endpoint_url=c.endpoint_url,
+                    config=Config(
+                        retries={"mode": "standard"},
+                        connect_timeout=5,
+                        read_timeout=30,
+                        max_pool_connections=max(10, c.workers),
+                    ),
+                )
+            return self._client
+
+    def put(self, key: str, body: bytes, *, content_encoding: str | None, record_id: str) -> (
+        UploadFailure | None
+    ):
+        """Upload one object; ``None`` on success, else the classified failure. Never raises."""
+        args: dict[str, Any] = dict(self._static_args)
+        if content_encoding:
+            args["ContentEncoding"] = content_encoding
+        metadata = {"uploaded_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if record_id:
+            metadata["session_id"] = record_id
+        try:
+            self.client().put_object(Key=key, Body=body, Metadata=metadata, **args)
+        except Exception as exc:
+            return classify(exc, self._config)
+        return None
+
+
+def _static_put_args(config: HandlerConfig) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "Bucket": config.bucket,
+        "ContentType": "application/x-ndjson" if config.mode == "batch" else "application/json",
+        "ChecksumAlgorithm": config.checksum_algorithm,
+    }
+    optional = {
+        "ServerSideEncryption": config.sse,
+        "SSEKMSKeyId": config.sse_kms_key_id,
+        "ExpectedBucketOwner": config.expected_bucket_owner,
+        "StorageClass": config.storage_class,
+        "ACL": config.acl,
+    }
+    args.update({k: v for k, v in optional.items() if v})
+    return args

@@ -1,0 +1,318 @@
+"""Background delivery: a byte-bounded queue, upload threads, backoff, flush and close.
+
+The only module that starts threads. Threads start lazily on the first record, remember
+the pid that started them, and are daemons: exit is driven by ``logging.shutdown()`` calling
+``flush()``/``close()``, which wait to one overall deadline and never longer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import threading
+import time
+from collections import deque
+
+from .batch import BatchAccumulator
+from .counters import Counters
+from .delivery import Delivery, Job
+from .diagnostics import logger, mark_internal_thread
+from .records import Entry
+from .settings import HandlerConfig
+from .spool import Spool
+from .uploader import Backoff, FailureKind
+
+#: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
+_IDLE_WAKE = 1.0
+
+
+class DeliveryWorker:
+    """Owns every record between ``submit()`` and its outcome.
+
+    Guarantees: ``submit`` never waits on the network (with ``when_full="block"`` it waits
+    at most ``block_timeout`` for memory); a failed upload is retried with capped,
+    jittered backoff until it succeeds or the worker closes; counters move atomically.
+    """
+
+    def __init__(self, config: HandlerConfig, delivery: Delivery, counters: Counters,
+                 spool: Spool | None) -> None:
+        self._config = config
+        self._delivery = delivery
+        self._counters = counters
+        self._spool = spool
+        self.reset_after_fork()
+
+    def reset_after_fork(self) -> None:
+        """Start from nothing: fresh lock, queue and threads (also used by ``__init__``).
+
+        In a forked child the parent's queue belongs to the parent, which delivers it.
+        """
+        c = self._config
+        self._cond = threading.Condition()
+        self._ready: deque[Job] = deque()
+        self._batches = (BatchAccumulator(c.max_batch_records, c.max_batch_bytes,
+                                          c.max_batch_age, c.key_template)
+                         if c.mode == "batch" else None)
+        self._memory_bytes = 0
+        self._in_flight = 0
+        self._outstanding: list[int] = []
+        self._settled: set[int] = set()
+        self._next_seq = 0
+        self._batch_seq = 0
+        self._last_loss = -1
+        self._flushed_upto = -1
+        self._paused_until = 0.0
+        self._backoff = Backoff(c.retry_base, c.retry_cap)
+        self._threads: list[threading.Thread] = []
+        self._inline = False
+        self._closed = False
+        self._pid = os.getpid()
+
+    # -- caller side ---------------------------------------------------------------------
+    def reserve(self) -> int:
+        """A sequence number for a record about to be submitted (flush waits for it)."""
+        with self._cond:
+            seq = self._next_seq
+            self._next_seq += 1
+            heapq.heappush(self._outstanding, seq)
+            return seq
+
+    def submit(self, entry: Entry) -> str | None:
+        """Queue ``entry`` and count it ``queued``; else say why not: ``queue_full``/``closed``.
+
+        A refused entry is not counted here: the caller decides its outcome.
+        """
+        with self._cond:
+            if self._closed:
+                return "closed"
+            self._start_threads()
+            if not self._has_room(entry.size) and not self._wait_for_room(entry.size):
+                return "queue_full"
+            self._memory_bytes += entry.size
+            self._counters.arrive("emitted", "queued")
+            self._enqueue(entry)
+            self._cond.notify()
+        return None
+
+    def settle_refused(self, seq: int) -> None:
+        """Mark a reserved record as finished without delivery (dropped or dead-lettered)."""
+        with self._cond:
+            self._settle([seq], lost=True)
+
+    def adopt(self, count: int) -> None:
+        """Make sure threads run to deliver ``count`` records found in the spool."""
+        if count:
+            with self._cond:
+                self._start_threads()
+                self._cond.notify_all()
+
+    # -- flush and close -----------------------------------------------------------------
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every record reserved before the call is settled.
+
+        Open batches are cut at once. True only if all of them were delivered.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._next_seq - 1
+            self._cut_batches()
+            while self._outstanding and self._outstanding[0] <= target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if self._inline and self._ready:
+                    self._deliver_inline()
+                else:
+                    self._cond.wait(remaining)
+            drained = not (self._outstanding and self._outstanding[0] <= target)
+            ok = drained and not (self._flushed_upto < self._last_loss <= target)
+            if drained:
+                self._flushed_upto = max(self._flushed_upto, target)
+            return ok
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until nothing is queued or spooled (replay uses this)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self._counters.snapshot()
+            if stats["queued"] == 0 and stats["spooled"] == 0:
+                return True
+            with self._cond:
+                self._cut_batches()
+                self._cond.wait(0.05)
+        return False
+
+    def close(self, timeout: float) -> None:
+        """Flush up to ``timeout``, then stop; report loudly whatever is left. Idempotent."""
+        if self._closed:
+            return
+        self.flush(timeout)
+        with self._cond:
+            if self._closed:
+                return
+            self._cut_batches()
+            self._closed = True
+            leftovers = list(self._ready)
+            self._ready.clear()
+            in_flight = self._in_flight
+            self._cond.notify_all()
+        self._abandon(leftovers)
+        kept = sum(len(j.entries) for j in leftovers if j.entries[0].ref is not None)
+        lost = sum(len(j.entries) for j in leftovers) - kept
+        if lost or kept or in_flight:
+            logger.error(
+                "S3Handler closed with undelivered records after %.1fs: %d dropped, %d kept in "
+                "the spool for the next start or `s3-log-handler replay`, %d uploads in flight",
+                timeout, lost, kept, in_flight)
+
+    # -- worker threads ------------------------------------------------------------------
+    def _start_threads(self) -> None:
+        if self._threads or self._inline or self._closed:
+            return
+        for index in range(self._config.workers):
+            thread = threading.Thread(target=self._run, args=(index == 0,), daemon=True,
+                                      name=f"s3-log-handler-{index}")
+            try:
+                thread.start()
+            except RuntimeError:
+                # Interpreter shutdown forbids new threads: flush() delivers on its caller.
+                self._inline = True
+                return
+            self._threads.append(thread)
+
+    def _run(self, refills: bool) -> None:
+        mark_internal_thread()
+        while not self._closed:
+            if refills and self._spool is not None:
+                self._refill_from_spool()
+                self._spool.sync_if_due()
+            job = self._take()
+            if job is not None:
+                self._work(job)
+
+    def _take(self) -> Job | None:
+        with self._cond:
+            job = self._pop_ready()
+            if job is None and not self._closed:
+                self._cond.wait(self._idle_wait())
+                job = self._pop_ready()
+            return job
+
+    def _pop_ready(self) -> Job | None:
+        now = time.monotonic()
+        if self._batches is not None:
+            for batch in self._batches.due(now):
+                self._ready.append(self._delivery.batch_job(batch, self._next_batch_seq()))
+        if self._ready and now >= self._paused_until:
+            self._in_flight += 1
+            return self._ready.popleft()
+        return None
+
+    def _idle_wait(self) -> float:
+        now = time.monotonic()
+        wait = _IDLE_WAKE
+        if self._ready:
+            wait = min(wait, self._paused_until - now)
+        if self._batches is not None:
+            due = self._batches.seconds_until_due(now)
+            wait = wait if due is None else min(wait, due)
+        return max(wait, 0.001)
+
+    def _work(self, job: Job) -> None:
+        failure = self._delivery.attempt(job)
+        with self._cond:
+            self._in_flight -= 1
+            if failure is None or failure.kind is FailureKind.REJECTED:
+                self._memory_bytes -= job.size
+                self._settle([e.seq for e in job.entries], lost=failure is not None)
+                if failure is None:
+                    self._backoff.reset()
+                self._cond.notify_all()
+                return
+            if not self._closed:
+                self._counters.add(retries=1)
+                self._ready.appendleft(job)
+                pause = (self._config.config_error_retry if failure.kind is FailureKind.CONFIG
+                         else self._backoff.delay())
+                self._paused_until = max(self._paused_until, time.monotonic() + pause)
+                return
+        self._abandon([job])
+
+    def _deliver_inline(self) -> None:
+        job = self._ready.popleft()
+        self._in_flight += 1
+        self._cond.release()
+        try:
+            self._work(job)
+        finally:
+            self._cond.acquire()
+
+    # -- bookkeeping (callers hold self._cond) ----------------------------------------------
+    def _enqueue(self, entry: Entry) -> None:
+        if self._batches is None:
+            self._ready.append(self._delivery.object_job(entry))
+            return
+        full = self._batches.add(entry, time.monotonic())
+        if full is not None:
+            self._ready.append(self._delivery.batch_job(full, self._next_batch_seq()))
+
+    def _cut_batches(self) -> None:
+        if self._batches is not None:
+            for batch in self._batches.drain():
+                self._ready.append(self._delivery.batch_job(batch, self._next_batch_seq()))
+            self._cond.notify_all()
+
+    def _next_batch_seq(self) -> int:
+        self._batch_seq += 1
+        return self._batch_seq
+
+    def _has_room(self, size: int) -> bool:
+        return self._memory_bytes + size <= self._config.max_queue_bytes or self._memory_bytes == 0
+
+    def _wait_for_room(self, size: int) -> bool:
+        if self._config.when_full != "block":
+            return False
+        deadline = time.monotonic() + self._config.block_timeout
+        while not self._has_room(size):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._cond.wait(remaining)
+        return True
+
+    def _settle(self, seqs: list[int], *, lost: bool) -> None:
+        tracked = [s for s in seqs if s >= 0]
+        self._settled.update(tracked)
+        if lost and tracked:
+            self._last_loss = max(self._last_loss, *tracked)
+        while self._outstanding and self._outstanding[0] in self._settled:
+            self._settled.discard(heapq.heappop(self._outstanding))
+
+    def _abandon(self, jobs: list[Job]) -> None:
+        """Records left at close: spooled ones stay on disk, the rest are counted dropped."""
+        for job in jobs:
+            on_disk = [e for e in job.entries if e.ref is not None]
+            if on_disk:
+                self._counters.move("queued", "spooled", len(on_disk))
+            if len(on_disk) < len(job.entries):
+                self._counters.move("queued", "dropped", len(job.entries) - len(on_disk),
+                                    reason="shutdown")
+
+    def _refill_from_spool(self) -> None:
+        if self._counters.get("spooled") == 0:
+            return
+        with self._cond:
+            room = self._config.max_queue_bytes // 2 - self._memory_bytes
+        if room <= 0:
+            return
+        assert self._spool is not None
+        entries = self._spool.load_backlog(room)
+        if not entries:
+            return
+        with self._cond:
+            for entry in entries:
+                self._memory_bytes += entry.size
+                self._enqueue(entry)
+            self._counters.move("spooled", "queued", len(entries))
+            self._cond.notify_all()
+

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real moto server on loopback, unique buckets, a clean logging tree."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from s3_log_handler import S3Handler
+
+# Dummy credentials for moto; never real ones. Set before any boto3 client exists.
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+})
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+             "ANALYTICS_S3_BUCKET", "AWS_REGION"):
+    os.environ.pop(_var, None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server (S3 + CloudWatch Logs) over HTTP on 127.0.0.1, for the session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    """A boto3 S3 client pointed at the moto server."""
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A fresh, empty bucket for this test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(autouse=True)
+def clean_logging() -> Iterator[None]:
+    """Restore the logging tree (and close handlers a test attached) after each test."""
+    root = logging.getLogger()
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate)
+             for name, lg in logging.Logger.manager.loggerDict.items()
+             if isinstance(lg, logging.Logger)}
+    root_saved = (root.handlers[:], root.level)
+    yield
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):
+            continue
+        handlers, level, propagate = saved.get(name, ([], logging.NOTSET, True))
+        for h in lg.handlers:
+            if h not in handlers and isinstance(h, S3Handler):
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+    root.handlers[:], _ = root_saved
+    root.setLevel(root_saved[1])
+
+
+@pytest.fixture
+def analytics_logger() -> logging.Logger:
+    """The user's logger, exactly as their code gets it."""
+    lg = logging.getLogger(f"analytics.test.{uuid.uuid4().hex[:8]}")
+    lg.setLevel(logging.INFO)
+    lg.propagate = False
+    return lg
+
+
+def read_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    """Every object under ``prefix``, decompressed when gzip, keyed by its key."""
+    out: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            out[item["Key"]] = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+    return out
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

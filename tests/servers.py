@@ -1,0 +1,131 @@
+"""Real network peers for tests: a fault-injecting recording proxy, and a server that never answers.
+
+Both listen on 127.0.0.1 only and stop when their test ends.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass
+class SeenRequest:
+    """One request the proxy saw: method, path and headers (lower-cased names)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+#: Returns ``(status, xml_body)`` to answer instead of the upstream, or ``None`` to forward.
+Injector = Callable[[SeenRequest], tuple[int, bytes] | None]
+
+
+def s3_error(code: str, message: str = "injected") -> bytes:
+    """An S3-style XML error body."""
+    return (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message><RequestId>test</RequestId></Error>").encode()
+
+
+@dataclass
+class FaultProxy:
+    """An HTTP proxy in front of ``upstream`` that records requests and can inject errors."""
+
+    upstream: str
+    inject: Injector | None = None
+    seen: list[SeenRequest] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = SeenRequest(self.command, self.path,
+                                      {k.lower(): v for k, v in self.headers.items()})
+                proxy.seen.append(request)
+                injected = proxy.inject(request) if proxy.inject else None
+                if injected is not None:
+                    status, payload = injected
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                up = urlsplit(proxy.upstream)
+                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class BlackholeServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers a byte."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(1024)
+        self._held: list[socket.socket] = []
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
