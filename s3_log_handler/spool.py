@@ -12,6 +12,7 @@ deleted once every record in it is delivered or dead-lettered.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -151,7 +152,8 @@ class Spool:
                 # Everything written so far is delivered: start afresh so that a crash
                 # cannot make a later process re-send it.
                 self._seal(segment)
-            self._delete_if_done(segment)
+            else:
+                self._delete_if_done(segment)
 
     def backlog(self) -> int:
         """How many records are held only on disk."""
@@ -276,7 +278,8 @@ class Spool:
 
     def _delete_if_done(self, segment: _Segment) -> None:
         if segment.sealed and segment.resolved >= segment.total:
-            os.unlink(self._path(segment.name))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(segment.name))
             os.close(segment.fd)
             del self._segments[segment.name]
 

@@ -20,7 +20,7 @@ from .diagnostics import logger, mark_internal_thread
 from .records import Entry
 from .settings import HandlerConfig
 from .spool import Spool
-from .uploader import Backoff, FailureKind
+from .uploader import Backoff, FailureKind, UploadFailure
 
 #: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
 _IDLE_WAKE = 1.0
@@ -219,7 +219,11 @@ class DeliveryWorker:
         return max(wait, 0.001)
 
     def _work(self, job: Job) -> None:
-        failure = self._delivery.attempt(job)
+        try:
+            failure = self._delivery.attempt(job)
+        except Exception as exc:  # a bug must not kill the thread nor lose the records
+            logger.exception("S3Handler delivery failed unexpectedly; records kept for retry")
+            failure = UploadFailure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), "")
         with self._cond:
             self._in_flight -= 1
             if failure is None or failure.kind is FailureKind.REJECTED:
