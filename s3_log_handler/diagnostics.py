@@ -17,6 +17,7 @@ logger = logging.getLogger("s3_log_handler")
 #: Loggers whose records an S3Handler never ships (its own voice and the AWS stack's).
 INTERNAL_LOGGERS = ("s3_log_handler", "botocore", "boto3", "urllib3", "s3transfer")
 
+_INTERNAL_ROOTS = frozenset(INTERNAL_LOGGERS)
 _worker_flag = threading.local()
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 _CREDENTIAL_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
@@ -35,10 +36,7 @@ def on_internal_thread() -> bool:
 
 def is_internal_record(record: logging.LogRecord) -> bool:
     """True for records that must never enter an S3Handler (recursion guard)."""
-    name = record.name
-    return on_internal_thread() or any(
-        name == n or name.startswith(n + ".") for n in INTERNAL_LOGGERS
-    )
+    return record.name.partition(".")[0] in _INTERNAL_ROOTS or on_internal_thread()
 
 
 def scrub(text: str) -> str:

@@ -18,39 +18,47 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_FAST = orjson.OPT_APPEND_NEWLINE
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 class EncodeError(ValueError):
     """The payload cannot be represented as JSON (a cycle, or an encoder failure)."""
 
 
-@dataclass(slots=True)
-class _FallbackCounter:
-    count: int = 0
+class _NoJsonForm(TypeError):
+    """Raised by the strict encoder for a value it has no JSON form for."""
 
 
-def _default(fallbacks: _FallbackCounter) -> Callable[[Any], Any]:
-    def default(value: Any) -> Any:
-        if isinstance(value, dt.date | dt.time):  # datetime is a date
-            return value.isoformat()
-        if isinstance(value, decimal.Decimal):
-            return str(value) if not value.is_finite() else float(value)
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, enum.Enum):
-            return value.value
-        if isinstance(value, set | frozenset):
-            return sorted(value, key=repr)
-        if isinstance(value, bytes | bytearray | memoryview):
-            return base64.b64encode(bytes(value)).decode("ascii")
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        model_dump = getattr(value, "model_dump", None)
-        if callable(model_dump):
-            return model_dump(mode="json")
-        fallbacks.count += 1
+def _json_form(value: Any) -> Any:
+    """The JSON form of a known non-JSON type; raises :class:`_NoJsonForm` otherwise."""
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else str(value)
+    if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return model_dump(mode="json")
+    raise _NoJsonForm(type(value).__name__)
+
+
+def _lenient(fallbacks: list[str]) -> Callable[[Any], Any]:
+    def default(value: Any) -> Any:
+        try:
+            return _json_form(value)
+        except _NoJsonForm:
+            fallbacks.append(type(value).__name__)
+            return str(value)
 
     return default
 
@@ -75,13 +83,18 @@ def json_line(payload: object) -> JsonLine:
     and encoder failures. The result is a snapshot: later mutation of ``payload`` does not
     change it.
     """
-    fallbacks = _FallbackCounter()
     try:
-        body = orjson.dumps(payload, default=_default(fallbacks), option=_OPTIONS)
-    except (TypeError, orjson.JSONEncodeError) as exc:
+        # Fast path: no closure to build and no key conversion.
+        return JsonLine(orjson.dumps(payload, default=_json_form, option=_FAST), 0)
+    except TypeError:
+        pass  # a value without a known JSON form, a non-str key, or a cycle: go slow
+    fallbacks: list[str] = []
+    try:
+        body = orjson.dumps(payload, default=_lenient(fallbacks), option=_OPTIONS)
+    except TypeError as exc:
         msg = f"payload is not JSON-serialisable: {exc}"
         raise EncodeError(msg) from exc
-    return JsonLine(body + b"\n", fallbacks.count)
+    return JsonLine(body, len(fallbacks))
 
 
 @dataclass(frozen=True, slots=True)

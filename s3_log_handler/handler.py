@@ -176,7 +176,7 @@ class S3Handler(logging.Handler):
                                  "dead-lettered", record_id, entry.size,
                                  self.config.max_record_bytes)
             return None
-        return Entry(entry.body, entry.created, record_id, key, self._worker.reserve())
+        return entry
 
     def _write_ahead(self, entry: Entry) -> Entry:
         if self._spool is None:
@@ -190,12 +190,6 @@ class S3Handler(logging.Handler):
             return entry
 
     def _refuse(self, entry: Entry, reason: str) -> None:
-        if entry.ref is not None and self.config.when_full == "spool" and reason == "queue_full":
-            assert self._spool is not None
-            self._spool.mark_disk_only(entry.ref)
-            self._counters.arrive("emitted", "spooled")
-            return
-        self._worker.settle_refused(entry.seq)
         if entry.ref is not None and self._spool is not None:
             self._spool.resolve(entry.ref)
         self._counters.arrive("emitted", "dropped", reason=reason)

@@ -5,6 +5,7 @@ Pure functions: no I/O, no clock of their own except :func:`generated_id`'s rand
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -34,12 +35,19 @@ class Partition:
     @classmethod
     def of(cls, created: float) -> Partition:
         """The partition of a record created at ``created`` (epoch seconds), in UTC."""
-        t = time.gmtime(created)
-        return cls(f"{t.tm_year:04d}", f"{t.tm_mon:02d}", f"{t.tm_mday:02d}", f"{t.tm_hour:02d}")
+        return _partition_of_hour(int(created // 3600))
 
     def coarsen(self, template: str) -> Partition:
         """Drop the hour when ``template`` does not use it, so batches group by day only."""
         return self if "{hour}" in template else Partition(self.year, self.month, self.day, "")
+
+
+@functools.lru_cache(maxsize=64)
+def _partition_of_hour(hours: int) -> Partition:
+    # Records arrive in time order, so a handful of cached hours serve almost every call.
+    t = time.gmtime(hours * 3600)
+    return Partition(f"{t.tm_year:04d}", f"{t.tm_mon:02d}", f"{t.tm_mday:02d}",
+                     f"{t.tm_hour:02d}")
 
 
 def generated_id() -> str:
@@ -81,19 +89,23 @@ def render_key(
     Placeholders: prefix, year, month, day, hour, id, ext, uuid, host, pid, seq.
     Raises ``ValueError`` if the key would exceed :data:`S3_MAX_KEY_BYTES`.
     """
-    key = template.format(
-        prefix=prefix,
-        year=partition.year,
-        month=partition.month,
-        day=partition.day,
-        hour=partition.hour,
-        id=record_id,
-        ext=ext,
-        uuid=uuid.uuid4().hex if "{uuid}" in template else "",
-        host=_HOST,
-        pid=os.getpid(),
-        seq=f"{seq:08d}",
-    )
+    fields = {
+        "prefix": prefix,
+        "year": partition.year,
+        "month": partition.month,
+        "day": partition.day,
+        "hour": partition.hour,
+        "id": record_id,
+        "ext": ext,
+        "host": _HOST,
+    }
+    if "{uuid}" in template:
+        fields["uuid"] = uuid.uuid4().hex
+    if "{pid}" in template:
+        fields["pid"] = str(os.getpid())
+    if "{seq}" in template:
+        fields["seq"] = f"{seq:08d}"
+    key = template.format_map(fields)
     if len(key.encode("utf-8")) > S3_MAX_KEY_BYTES:
         msg = f"S3 key longer than {S3_MAX_KEY_BYTES} bytes: {key[:80]}..."
         raise ValueError(msg)

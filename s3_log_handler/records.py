@@ -13,15 +13,16 @@ class SpoolRef:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """An immutable, thread-safe snapshot of one analytics record.
+    """A snapshot of one analytics record, safe to hand to another thread.
 
     ``body`` is the payload as one JSON line ending in ``\\n``; ``key`` is the final object
     key in object mode (fixed at emit time so a retry or replay overwrites the same key) and
-    ``None`` in batch mode, where the batch names the object. ``seq`` orders records emitted
-    by one handler (``-1`` for records recovered from disk); ``ref`` is set when the record
-    was written to the spool.
+    ``None`` in batch mode, where the batch names the object. ``ref`` is set when the record
+    was written to the spool; ``seq`` orders records submitted to one worker (``-1`` for
+    records recovered from another owner's spool). Both are set once, before the entry is
+    queued, and never change afterwards.
     """
 
     body: bytes

@@ -42,17 +42,13 @@ class _Segment:
     total: int = 0
     resolved: int = 0
     sealed: bool = False
-    #: Adopted from another owner: its records' sequence numbers mean nothing here.
-    adopted: bool = False
-    #: Indices of records held only on disk (spilled, or adopted from a dead owner).
-    disk_only: set[int] = field(default_factory=set)
+    #: Records held only on disk (spilled, or adopted from a dead owner): index -> seq.
+    disk_only: dict[int, int] = field(default_factory=dict)
 
 
 def encode_line(entry: Entry) -> bytes:
     """One spool line for ``entry`` (the body already ends in ``\\n`` and holds no tab)."""
-    header = orjson.dumps(
-        {"k": entry.key, "i": entry.record_id, "t": entry.created, "q": entry.seq}
-    )
+    header = orjson.dumps({"k": entry.key, "i": entry.record_id, "t": entry.created})
     return header + b"\t" + entry.body
 
 
@@ -70,7 +66,7 @@ def decode_lines(data: bytes) -> Iterator[tuple[int, Entry | None]]:
             continue
         key = meta["k"]
         yield index, Entry(body + b"\n", float(meta["t"]), str(meta["i"]),
-                           key if isinstance(key, str) else None, int(meta.get("q", -1)))
+                           key if isinstance(key, str) else None)
 
 
 def _header(raw: bytes) -> dict[str, Any] | None:
@@ -100,7 +96,7 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------
     def append(self, entry: Entry) -> Entry:
-        """Write ``entry`` to the active segment and return it with its :class:`SpoolRef`."""
+        """Write ``entry`` to the active segment; set and return it with its :class:`SpoolRef`."""
         line = encode_line(entry)
         with self._lock:
             segment = self._writable_segment()
@@ -112,8 +108,8 @@ class Spool:
             segment.size += len(line)
             if segment.size >= SEGMENT_BYTES:
                 self._seal(segment)
-        return Entry(entry.body, entry.created, entry.record_id, entry.key, entry.seq,
-                     SpoolRef(segment.name, index))
+        entry.ref = SpoolRef(segment.name, index)
+        return entry
 
     def _writable_segment(self) -> _Segment:
         if self._active is None:
@@ -136,10 +132,10 @@ class Spool:
                 os.fsync(self._active.fd)
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def mark_disk_only(self, ref: SpoolRef) -> None:
-        """Note that the record at ``ref`` is not held in memory and must be reloaded."""
+    def mark_disk_only(self, ref: SpoolRef, seq: int) -> None:
+        """Note that the record at ``ref`` (sequence ``seq``) is not in memory: reload it later."""
         with self._lock:
-            self._segments[ref.segment].disk_only.add(ref.index)
+            self._segments[ref.segment].disk_only[ref.index] = seq
 
     def resolve(self, ref: SpoolRef) -> None:
         """The record at ``ref`` has its final outcome; delete its segment once all have."""
@@ -175,10 +171,9 @@ class Spool:
                 for index, entry in self._read(segment):
                     if entry is None or index not in segment.disk_only:
                         continue
-                    segment.disk_only.discard(index)
-                    seq = -1 if segment.adopted else entry.seq
-                    loaded.append(Entry(entry.body, entry.created, entry.record_id, entry.key,
-                                        seq, SpoolRef(segment.name, index)))
+                    entry.seq = segment.disk_only.pop(index)
+                    entry.ref = SpoolRef(segment.name, index)
+                    loaded.append(entry)
                     budget -= entry.size
                     if budget <= 0:
                         break
@@ -206,9 +201,9 @@ class Spool:
                 for index, entry in self._read(segment):
                     segment.total += 1
                     if entry is None:
-                        torn.append(Entry(b"", 0.0, "", None, -1, SpoolRef(name, index)))
+                        torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index)))
                     else:
-                        segment.disk_only.add(index)
+                        segment.disk_only[index] = -1
                         adopted += 1
                 self._segments[name] = segment
                 self._delete_if_done(segment)
@@ -227,7 +222,7 @@ class Spool:
         if os.fstat(fd).st_nlink == 0:  # deleted by its owner between listdir and lock
             os.close(fd)
             return None
-        return _Segment(name, fd, sealed=True, adopted=True)
+        return _Segment(name, fd, sealed=True)
 
     # -- dead letters --------------------------------------------------------------------
     def dead_letter(self, entry: Entry, reason: str) -> bool:

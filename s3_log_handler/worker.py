@@ -69,35 +69,33 @@ class DeliveryWorker:
         self._pid = os.getpid()
 
     # -- caller side ---------------------------------------------------------------------
-    def reserve(self) -> int:
-        """A sequence number for a record about to be submitted (flush waits for it)."""
-        with self._cond:
-            seq = self._next_seq
-            self._next_seq += 1
-            heapq.heappush(self._outstanding, seq)
-            return seq
-
     def submit(self, entry: Entry) -> str | None:
-        """Queue ``entry`` and count it ``queued``; else say why not: ``queue_full``/``closed``.
+        """Take ``entry`` and count it ``queued`` (or ``spooled``); else say why not.
 
-        A refused entry is not counted here: the caller decides its outcome.
+        When memory is full, a record already in the spool stays there (``when_full="spool"``)
+        and is reloaded later. Returns ``None`` when taken, else ``"queue_full"`` or
+        ``"closed"``: the caller then owns the record's outcome (it is not counted here).
         """
         with self._cond:
             if self._closed:
                 return "closed"
             self._start_threads()
-            if not self._has_room(entry.size) and not self._wait_for_room(entry.size):
-                return "queue_full"
-            self._memory_bytes += entry.size
-            self._counters.arrive("emitted", "queued")
-            self._enqueue(entry)
-            self._cond.notify()
-        return None
-
-    def settle_refused(self, seq: int) -> None:
-        """Mark a reserved record as finished without delivery (dropped or dead-lettered)."""
-        with self._cond:
-            self._settle([seq], lost=True)
+            entry.seq = self._next_seq
+            self._next_seq += 1
+            heapq.heappush(self._outstanding, entry.seq)
+            if self._has_room(entry.size) or self._wait_for_room(entry.size):
+                self._memory_bytes += entry.size
+                self._counters.arrive("emitted", "queued")
+                self._enqueue(entry)
+                self._cond.notify()
+                return None
+            if entry.ref is not None and self._spool is not None and (
+                    self._config.when_full == "spool"):
+                self._spool.mark_disk_only(entry.ref, entry.seq)
+                self._counters.arrive("emitted", "spooled")
+                return None
+            self._settle([entry.seq], lost=True)
+            return "queue_full"
 
     def adopt(self, count: int) -> None:
         """Make sure threads run to deliver ``count`` records found in the spool."""
