@@ -7,7 +7,6 @@ the pid that started them, and are daemons: exit is driven by ``logging.shutdown
 
 from __future__ import annotations
 
-import heapq
 import os
 import threading
 import time
@@ -17,6 +16,7 @@ from .batch import BatchAccumulator
 from .counters import Counters
 from .delivery import Delivery, Job
 from .diagnostics import logger, mark_internal_thread
+from .pending import PendingRecords
 from .records import Entry
 from .settings import HandlerConfig
 from .spool import Spool
@@ -24,6 +24,8 @@ from .uploader import Backoff, FailureKind, UploadFailure
 
 #: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
 _IDLE_WAKE = 1.0
+#: A flush that timed out this recently makes close() stop without waiting again.
+_JUST_GAVE_UP = 1.0
 
 
 class DeliveryWorker:
@@ -55,13 +57,10 @@ class DeliveryWorker:
                          if c.mode == "batch" else None)
         self._memory_bytes = 0
         self._in_flight = 0
-        self._outstanding: list[int] = []
-        self._settled: set[int] = set()
-        self._next_seq = 0
+        self._pending = PendingRecords()
         self._batch_seq = 0
-        self._last_loss = -1
-        self._flushed_upto = -1
         self._paused_until = 0.0
+        self._flush_gave_up_at = -1e9
         self._backoff = Backoff(c.retry_base, c.retry_cap)
         self._threads: list[threading.Thread] = []
         self._inline = False
@@ -80,9 +79,7 @@ class DeliveryWorker:
             if self._closed:
                 return "closed"
             self._start_threads()
-            entry.seq = self._next_seq
-            self._next_seq += 1
-            heapq.heappush(self._outstanding, entry.seq)
+            entry.seq = self._pending.add()
             if self._has_room(entry.size) or self._wait_for_room(entry.size):
                 self._memory_bytes += entry.size
                 self._counters.arrive("emitted", "queued")
@@ -94,7 +91,7 @@ class DeliveryWorker:
                 self._spool.mark_disk_only(entry.ref, entry.seq)
                 self._counters.arrive("emitted", "spooled")
                 return None
-            self._settle([entry.seq], lost=True)
+            self._pending.settle([entry.seq], lost=True)
             return "queue_full"
 
     def adopt(self, count: int) -> None:
@@ -112,9 +109,9 @@ class DeliveryWorker:
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            target = self._next_seq - 1
+            mark = self._pending.newest
             self._cut_batches()
-            while self._outstanding and self._outstanding[0] <= target:
+            while self._pending.pending_upto(mark):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -122,11 +119,10 @@ class DeliveryWorker:
                     self._deliver_inline()
                 else:
                     self._cond.wait(remaining)
-            drained = not (self._outstanding and self._outstanding[0] <= target)
-            ok = drained and not (self._flushed_upto < self._last_loss <= target)
-            if drained:
-                self._flushed_upto = max(self._flushed_upto, target)
-            return ok
+            if self._pending.pending_upto(mark):
+                self._flush_gave_up_at = time.monotonic()
+                return False
+            return self._pending.all_delivered(mark)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing is queued or spooled (replay uses this)."""
@@ -141,9 +137,15 @@ class DeliveryWorker:
         return False
 
     def close(self, timeout: float) -> None:
-        """Flush up to ``timeout``, then stop; report loudly whatever is left. Idempotent."""
+        """Flush up to ``timeout``, then stop; report loudly whatever is left. Idempotent.
+
+        ``logging.shutdown()`` calls ``flush()`` and then ``close()``: when that flush has just
+        timed out, close does not wait a second time, so exit takes ``close_timeout`` at most.
+        """
         if self._closed:
             return
+        if time.monotonic() - self._flush_gave_up_at < _JUST_GAVE_UP:
+            timeout = 0.0
         self.flush(timeout)
         with self._cond:
             if self._closed:
@@ -226,7 +228,7 @@ class DeliveryWorker:
             self._in_flight -= 1
             if failure is None or failure.kind is FailureKind.REJECTED:
                 self._memory_bytes -= job.size
-                self._settle([e.seq for e in job.entries], lost=failure is not None)
+                self._pending.settle([e.seq for e in job.entries], lost=failure is not None)
                 if failure is None:
                     self._backoff.reset()
                 self._cond.notify_all()
@@ -281,14 +283,6 @@ class DeliveryWorker:
                 return False
             self._cond.wait(remaining)
         return True
-
-    def _settle(self, seqs: list[int], *, lost: bool) -> None:
-        tracked = [s for s in seqs if s >= 0]
-        self._settled.update(tracked)
-        if lost and tracked:
-            self._last_loss = max(self._last_loss, *tracked)
-        while self._outstanding and self._outstanding[0] in self._settled:
-            self._settled.discard(heapq.heappop(self._outstanding))
 
     def _abandon(self, jobs: list[Job]) -> None:
         """Records left at close: spooled ones stay on disk, the rest are counted dropped."""
