@@ -80,6 +80,8 @@ class DeliveryWorker:
                 return "closed"
             self._start_threads()
             entry.seq = self._pending.add()
+            if not self._has_room(entry.size):
+                self._cut_batches()  # open batches hold memory that only an upload frees
             if self._has_room(entry.size) or self._wait_for_room(entry.size):
                 self._memory_bytes += entry.size
                 self._counters.arrive("emitted", "queued")
