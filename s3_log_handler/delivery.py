@@ -62,8 +62,9 @@ class Delivery:
         """Try to upload ``job`` once (botocore retries inside).
 
         On success the records count as delivered and leave the spool; when S3 rejects
-        the object itself they are dead-lettered. Returns the failure when the job should be
-        retried later (its records stay queued), else ``None``.
+        the object itself they are dead-lettered. Returns ``None`` on success, else the
+        failure: ``REJECTED`` ones are already dead-lettered (final, not delivered), any other
+        kind means the job should be retried later (its records stay queued).
         """
         if job.body is None:
             job.body = self._codec.compress(b"".join(e.body for e in job.entries))
@@ -81,7 +82,6 @@ class Delivery:
             job.key, failure.code, failure.message, failure.hint)
         if failure.kind is FailureKind.REJECTED:
             self.dead_letter(job.entries, failure.code, source="queued")
-            return None
         return failure
 
     def dead_letter(self, entries: Sequence[Entry], reason: str, *, source: str) -> None:
@@ -92,7 +92,7 @@ class Delivery:
         With a spool they are kept in ``dead/``.
         """
         if source in SOURCES:
-            self._counters.arrive("emitted", "dead_lettered", len(entries), reason)
+            self._counters.arrive(source, "dead_lettered", len(entries), reason)
         else:
             self._counters.move(source, "dead_lettered", len(entries), reason)
         if self._spool is None:

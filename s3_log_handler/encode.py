@@ -85,7 +85,7 @@ def json_line(payload: object) -> JsonLine:
     """
     try:
         # Fast path: no closure to build and no key conversion.
-        return JsonLine(orjson.dumps(payload, default=_json_form, option=_FAST), 0)
+        return JsonLine(_right_sized(orjson.dumps(payload, default=_json_form, option=_FAST)), 0)
     except TypeError:
         pass  # a value without a known JSON form, a non-str key, or a cycle: go slow
     fallbacks: list[str] = []
@@ -94,7 +94,14 @@ def json_line(payload: object) -> JsonLine:
     except TypeError as exc:
         msg = f"payload is not JSON-serialisable: {exc}"
         raise EncodeError(msg) from exc
-    return JsonLine(body, len(fallbacks))
+    return JsonLine(_right_sized(body), len(fallbacks))
+
+
+def _right_sized(body: bytes) -> bytes:
+    # orjson >= 3.12 returns bytes whose allocation is never trimmed (at least 4 KiB, else
+    # the next power of two): a queue of small records would pin many times the bytes that
+    # max_queue_bytes counts. A copy is ~0.2 us (see home-assistant/core#181245).
+    return bytes(memoryview(body))
 
 
 @dataclass(frozen=True, slots=True)

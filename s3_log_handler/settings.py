@@ -24,6 +24,8 @@ _WHEN_FULL = ("spool", "drop", "block")
 _FSYNC = ("never", "interval", "always")
 _COMPRESSIONS = ("gzip", "zstd", "none")
 _SSE = ("AES256", "aws:kms")
+#: S3's ChecksumAlgorithm values; CRC32C and CRC64NVME also need botocore[crt].
+_CHECKSUMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ class HandlerConfig:
         """
         environ = os.environ if env is None else env
         values = {k: v for k, v in kwargs.items() if v is not None}
-        values.setdefault("bucket", environ.get("ANALYTICS_S3_BUCKET") or None)
+        if not values.get("bucket"):  # "" (e.g. ${ANALYTICS_S3_BUCKET:-} in YAML) is unset
+            values["bucket"] = environ.get("ANALYTICS_S3_BUCKET") or None
         if "region_name" not in values and not environ.get("AWS_DEFAULT_REGION"):
             values["region_name"] = environ.get("AWS_REGION") or None
         mode = values.get("mode", "object")
@@ -108,6 +111,11 @@ class HandlerConfig:
         _one_of("compression", self.compression, _COMPRESSIONS)
         if self.sse is not None:
             _one_of("sse", self.sse, _SSE)
+        _one_of("checksum_algorithm", str(self.checksum_algorithm).upper(), _CHECKSUMS)
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            # S3 answers 400 InvalidArgument, which would dead-letter every record.
+            msg = f"sse_kms_key_id needs sse='aws:kms', got sse={self.sse!r}"
+            raise ValueError(msg)
         if self.when_full == "spool" and not self.spool_dir:
             msg = "when_full='spool' needs spool_dir to be set"
             raise ValueError(msg)

@@ -13,6 +13,7 @@ deleted once every record in it is delivered or dead-lettered.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -100,7 +101,10 @@ class Spool:
         line = encode_line(entry)
         with self._lock:
             segment = self._writable_segment()
-            os.write(segment.fd, line)
+            if os.write(segment.fd, line) != len(line):
+                # Disk full mid-line: cut the half line off, or the next record would join it.
+                os.ftruncate(segment.fd, segment.size)
+                raise OSError(errno.ENOSPC, "short write to spool segment", segment.name)
             if self._fsync == "always":
                 os.fsync(segment.fd)
             index = segment.total

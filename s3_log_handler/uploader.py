@@ -15,7 +15,17 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidRegionError,
+    MissingDependencyException,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from .diagnostics import scrub
 from .settings import HandlerConfig
@@ -42,6 +52,10 @@ class UploadFailure:
     hint: str
 
 
+_CLIENT_SIDE_CONFIG_ERRORS = (
+    PartialCredentialsError, NoRegionError, InvalidRegionError, ProfileNotFound,
+    ParamValidationError, MissingDependencyException,
+)
 _TRANSIENT_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
     "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "OperationAborted",
@@ -64,6 +78,9 @@ def classify(exc: BaseException, config: HandlerConfig) -> UploadFailure:
     """Turn a boto3 exception into an :class:`UploadFailure` with a hint for the operator."""
     if isinstance(exc, NoCredentialsError):
         return _failure(FailureKind.CONFIG, "NoCredentials", str(exc), config)
+    if isinstance(exc, _CLIENT_SIDE_CONFIG_ERRORS):
+        # Deterministic: retrying soon cannot help, but fixing the setup will.
+        return _failure(FailureKind.CONFIG, type(exc).__name__, str(exc), config)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")

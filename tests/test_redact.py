@@ -1,0 +1,216 @@
+"""PII controls: removed and keyed-hash fields, fail-closed without a key, same on both sinks."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+import watchtower
+from conftest import read_objects, wait_until
+
+from s3_log_handler import S3Handler, redact
+from s3_log_handler.diagnostics import ReportOnce
+from s3_log_handler.formatter import AnalyticsJsonFormatter
+from s3_log_handler.redact import HASH_KEY_VAR, keyed_hash, make_redactor
+from s3_log_handler.settings import HandlerConfig
+
+KEY = "test-hash-key-0123456789"
+REDACT = ("user_email", "discovered_signals.contact.phone")
+HASHED = ("discovered_signals.company", "caller_id")
+
+
+def session(n: int = 1) -> dict[str, Any]:
+    """A plan-shaped payload with PII in the top level and nested two deep."""
+    return {
+        "session_id": f"rm_{n:04d}",
+        "user_email": f"user{n}@example.com",
+        "caller_id": f"+1555000{n:04d}",
+        "duration_seconds": 300.5,
+        "discovered_signals": {
+            "team_size": 7,
+            "company": "Acme Corp",
+            "contact": {"phone": "+15551234567", "role": "ops"},
+        },
+    }
+
+
+def settings(redact_fields: tuple[str, ...] = REDACT,
+             hash_fields: tuple[str, ...] = HASHED) -> HandlerConfig:
+    return HandlerConfig.from_kwargs(env={}, bucket="b", redact_fields=list(redact_fields),
+                                     hash_fields=list(hash_fields))
+
+
+def expected_view(payload: dict[str, Any], key: str = KEY) -> dict[str, Any]:
+    """What both sinks must show for :func:`session`: PII gone or replaced by HMAC-SHA256."""
+    out = copy.deepcopy(payload)
+    del out["user_email"]
+    del out["discovered_signals"]["contact"]["phone"]
+    mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
+    for path in (("discovered_signals", "company"), ("caller_id",)):
+        node = out
+        for part in path[:-1]:
+            node = node[part]
+        h = mac.copy()
+        h.update(str(node[path[-1]]).encode())
+        node[path[-1]] = h.hexdigest()
+    return out
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The missing-key warning is once per process; give this test its own 'once'."""
+    monkeypatch.setattr(redact, "_warnings", ReportOnce())
+
+
+class TestRedactor:
+    def test_removes_top_level_and_nested_fields(self) -> None:
+        """Dotted paths remove a field at any depth and leave its siblings alone."""
+        out = make_redactor(settings(hash_fields=()), {})(session())
+        assert "user_email" not in out
+        assert out["discovered_signals"]["contact"] == {"role": "ops"}
+        assert out["discovered_signals"]["team_size"] == 7
+
+    def test_replaces_hashed_fields_with_hmac_sha256_of_the_key(self) -> None:
+        """A hashed field becomes the hex HMAC-SHA256 of its value under ANALYTICS_HASH_KEY."""
+        out = make_redactor(settings(), {HASH_KEY_VAR: KEY})(session())
+        assert out == expected_view(session())
+
+    def test_hash_is_stable_for_joins_and_depends_on_the_key(self) -> None:
+        """The same value hashes the same across calls; another key gives another hash."""
+        first = make_redactor(settings(), {HASH_KEY_VAR: KEY})(session())
+        again = make_redactor(settings(), {HASH_KEY_VAR: KEY})(session())
+        other = make_redactor(settings(), {HASH_KEY_VAR: KEY + "x"})(session())
+        assert first["caller_id"] == again["caller_id"] != other["caller_id"]
+        assert first["caller_id"] != hashlib.sha256(b"+15550000001").hexdigest()
+
+    def test_never_modifies_the_callers_payload(self) -> None:
+        """The caller's dict (and its nested dicts) are unchanged after redaction."""
+        payload = session()
+        before = copy.deepcopy(payload)
+        make_redactor(settings(), {HASH_KEY_VAR: KEY})(payload)
+        assert payload == before
+
+    def test_missing_paths_and_non_mapping_payloads_pass_through(self) -> None:
+        """Paths absent from a payload, or through a non-object, change nothing."""
+        apply = make_redactor(settings(("a.b.c", "session_id.x"), ()), {})
+        assert apply({"session_id": "s", "a": 1}) == {"session_id": "s", "a": 1}
+        assert apply(["not", "a", "mapping"]) == ["not", "a", "mapping"]
+
+    def test_no_fields_configured_is_the_identity(self) -> None:
+        """Without redact_fields/hash_fields the payload object itself is returned."""
+        payload = session()
+        assert make_redactor(settings((), ()), {})(payload) is payload
+
+    def test_comma_separated_env_style_lists_are_accepted(self) -> None:
+        """One comma-separated string (as an environment variable holds) is split into paths."""
+        config = HandlerConfig.from_kwargs(env={}, bucket="b",
+                                           redact_fields=" user_email , a.b ,")
+        assert config.redact_fields == ("user_email", "a.b")
+
+
+class TestFailClosed:
+    def test_without_key_hashed_fields_are_removed_and_one_warning_names_the_variable(
+            self, fresh_warnings: None, caplog: pytest.LogCaptureFixture) -> None:
+        """No ANALYTICS_HASH_KEY: hashed fields are removed, never hashed unkeyed; warn once."""
+        caplog.set_level(logging.WARNING, logger="s3_log_handler")
+        out1 = make_redactor(settings(), {})(session())
+        out2 = make_redactor(settings(), {})(session(2))
+        for out in (out1, out2):
+            assert "caller_id" not in out
+            assert "company" not in out["discovered_signals"]
+            assert "user_email" not in out
+        warnings = [r for r in caplog.records if HASH_KEY_VAR in r.getMessage()]
+        assert len(warnings) == 1
+        assert warnings[0].name == "s3_log_handler"
+        assert "caller_id" in warnings[0].getMessage()
+
+    def test_handler_starts_without_key_and_ships_fields_removed(
+            self, fresh_warnings: None, monkeypatch: pytest.MonkeyPatch, s3: Any, bucket: str,
+            moto_endpoint: str, analytics_logger: logging.Logger) -> None:
+        """An S3Handler with hash_fields but no key starts, ships, and omits those fields."""
+        monkeypatch.delenv(HASH_KEY_VAR, raising=False)
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, hash_fields=list(HASHED))
+        analytics_logger.addHandler(handler)
+        analytics_logger.info("Session analytics data", extra={"analytics_data": session()})
+        assert handler.flush(30)
+        (body,) = read_objects(s3, bucket).values()
+        shipped = json.loads(body)
+        assert "caller_id" not in shipped and "company" not in shipped["discovered_signals"]
+        assert shipped["user_email"] == "user1@example.com"  # only hash_fields were set
+
+    def test_the_key_itself_is_never_logged(
+            self, fresh_warnings: None, caplog: pytest.LogCaptureFixture,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Building redactors and formatters with a key logs nothing that contains the key."""
+        caplog.set_level(logging.DEBUG)
+        monkeypatch.setenv(HASH_KEY_VAR, KEY)
+        make_redactor(settings())(session())
+        AnalyticsJsonFormatter(hash_fields=list(HASHED)).format(record_with(session()))
+        assert KEY not in caplog.text
+
+
+def record_with(payload: dict[str, Any]) -> logging.LogRecord:
+    return logging.makeLogRecord({"name": "analytics", "levelno": logging.INFO,
+                                  "levelname": "INFO", "msg": "Session analytics data",
+                                  "analytics_data": payload})
+
+
+class TestBothSinks:
+    def test_s3_and_cloudwatch_show_the_same_redacted_and_hashed_payload(
+            self, monkeypatch: pytest.MonkeyPatch, s3: Any, bucket: str, moto_endpoint: str,
+            analytics_logger: logging.Logger) -> None:
+        """One logging call: the S3 object and the CloudWatch event hide the same fields."""
+        monkeypatch.setenv(HASH_KEY_VAR, KEY)
+        options: dict[str, Any] = {"redact_fields": list(REDACT), "hash_fields": list(HASHED)}
+        s3_handler = S3Handler(bucket, endpoint_url=moto_endpoint, **options)
+        logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-1")
+        group = f"/test/redact-{uuid.uuid4().hex[:8]}"
+        cw_handler = watchtower.CloudWatchLogHandler(
+            log_group_name=group, log_stream_name="s", boto3_client=logs, send_interval=1)
+        cw_handler.setFormatter(AnalyticsJsonFormatter(**options))
+        analytics_logger.addHandler(s3_handler)
+        analytics_logger.addHandler(cw_handler)
+        payloads = [session(1), session(2)]
+        for payload in payloads:
+            analytics_logger.info("Session analytics data", extra={"analytics_data": payload})
+        assert s3_handler.flush(30)
+        cw_handler.flush()
+
+        def cloudwatch_events() -> list[dict[str, Any]]:
+            events = logs.get_log_events(logGroupName=group, logStreamName="s")["events"]
+            return [json.loads(e["message"]) for e in events]
+
+        assert wait_until(lambda: len(cloudwatch_events()) == 2, timeout=30)
+        in_s3 = sorted((json.loads(b) for b in read_objects(s3, bucket).values()),
+                       key=lambda p: p["session_id"])
+        in_cw = sorted(cloudwatch_events(), key=lambda p: p["session_id"])
+        expected = [expected_view(p) for p in payloads]
+        assert in_s3 == expected
+        assert [{k: e[k] for k in expected[0]} for e in in_cw] == expected
+        for event in in_cw:
+            assert "user_email" not in event and event["_event_type"] == "session_analytics"
+        for text in [*map(json.dumps, in_s3), *map(json.dumps, in_cw)]:
+            assert "@example.com" not in text and "Acme" not in text and "+1555" not in text
+        cw_handler.close()
+
+    def test_hashing_the_id_field_keeps_the_raw_id_out_of_the_object_key(
+            self, monkeypatch: pytest.MonkeyPatch, s3: Any, bucket: str, moto_endpoint: str,
+            analytics_logger: logging.Logger) -> None:
+        """With the id field hashed, key and metadata carry the hash, not the raw id."""
+        monkeypatch.setenv(HASH_KEY_VAR, KEY)
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, id_field="user_email",
+                            hash_fields=["user_email"])
+        analytics_logger.addHandler(handler)
+        analytics_logger.info("Session analytics data", extra={"analytics_data": session()})
+        assert handler.flush(30)
+        (key,) = read_objects(s3, bucket)
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert "example.com" not in key and "example.com" not in json.dumps(head["Metadata"])
+        assert key.endswith(f"/{keyed_hash('user1@example.com', KEY.encode())}.json.gz")
