@@ -141,6 +141,8 @@ class S3Handler(logging.Handler):
         if self._closed:
             self._refuse_late(record)
             return
+        # Redact first: the id in the key and metadata must be the hashed one, never raw PII.
+        payload = self._redact(payload)
         raw_id = payload.get(self.config.id_field) if isinstance(payload, Mapping) else None
         record_id = sanitize_id(raw_id)
         entry = self._snapshot(record, payload, record_id)
@@ -159,7 +161,7 @@ class S3Handler(logging.Handler):
             key = render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
                              partition=Partition.of(record.created), record_id=record_id)
         try:
-            line = json_line(self._redact(payload))
+            line = json_line(payload)
         except EncodeError:
             body = repr(payload)[:4096].encode("utf-8", "replace")
             self._delivery.dead_letter([Entry(body, record.created, record_id, key)],
