@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 
 logger = logging.getLogger("s3_log_handler")
 
@@ -54,6 +55,12 @@ class ReportOnce:
     def __init__(self) -> None:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+        _REPORTERS.add(self)
+
+    def _reset_after_fork(self) -> None:
+        # A parent thread may have held the lock at fork time; the child reports afresh.
+        self._lock = threading.Lock()
+        self._seen = set()
 
     def first(self, key: str) -> bool:
         """True the first time ``key`` is seen by this instance."""
@@ -67,3 +74,14 @@ class ReportOnce:
         """Log ``message`` on the library logger the first time ``key`` is seen."""
         if self.first(key):
             logger.log(level, scrub(message % args if args else message))
+
+
+_REPORTERS: weakref.WeakSet[ReportOnce] = weakref.WeakSet()
+
+
+def _reset_reporters_after_fork() -> None:
+    for reporter in list(_REPORTERS):
+        reporter._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_reporters_after_fork)

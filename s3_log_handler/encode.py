@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import enum
 import gzip
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def _json_form(value: Any) -> Any:
     if isinstance(value, dt.date | dt.time):  # datetime is a date
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return float(value) if value.is_finite() else str(value)
+        return _decimal_json(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -48,7 +49,10 @@ def _json_form(value: Any) -> Any:
         return dataclasses.asdict(value)
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
-        return model_dump(mode="json")
+        try:
+            return model_dump(mode="json")
+        except TypeError:  # a model_dump() without pydantic's mode= keyword
+            return model_dump()
     raise _NoJsonForm(type(value).__name__)
 
 
@@ -91,10 +95,30 @@ def json_line(payload: object) -> JsonLine:
     fallbacks: list[str] = []
     try:
         body = orjson.dumps(payload, default=_lenient(fallbacks), option=_OPTIONS)
-    except TypeError as exc:
+    except TypeError:
+        # orjson refuses integers beyond 64 bits before any hook runs; the stdlib does not.
+        fallbacks.clear()
+        body = _stdlib_line(payload, _lenient(fallbacks))
+    return JsonLine(_right_sized(body), len(fallbacks))
+
+
+def _stdlib_line(payload: object, default: Callable[[Any], Any]) -> bytes:
+    try:
+        text = json.dumps(payload, default=default, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except Exception as exc:  # cycles, NaN, a default() whose str() raises: all encoder failures
         msg = f"payload is not JSON-serialisable: {exc}"
         raise EncodeError(msg) from exc
-    return JsonLine(_right_sized(body), len(fallbacks))
+    return text.encode("utf-8", "surrogatepass") + b"\n"
+
+
+def _decimal_json(value: decimal.Decimal) -> float | str:
+    """A JSON number when the float is exact, else the decimal's string (no silent rounding)."""
+    if value.is_finite():
+        as_float = float(value)
+        if decimal.Decimal(repr(as_float)) == value:
+            return as_float
+    return str(value)
 
 
 def _right_sized(body: bytes) -> bytes:

@@ -22,7 +22,6 @@ from .spool import Spool
 from .uploader import S3Uploader
 from .worker import DeliveryWorker
 
-_MISSING = object()
 #: A full queue is warned about at most once per this many seconds.
 _DROP_WARNING_INTERVAL = 60.0
 _LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
@@ -134,8 +133,8 @@ class S3Handler(logging.Handler):
     def _ship(self, record: logging.LogRecord) -> None:
         if is_internal_record(record):
             return
-        payload = getattr(record, self.config.attribute, _MISSING)
-        if payload is _MISSING or not self.config.enabled:
+        payload = getattr(record, self.config.attribute, None)
+        if payload is None or not self.config.enabled:
             self._counters.arrive("emitted", "ignored")
             return
         if self._closed:

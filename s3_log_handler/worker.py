@@ -156,16 +156,17 @@ class DeliveryWorker:
             self._closed = True
             leftovers = list(self._ready)
             self._ready.clear()
-            in_flight = self._in_flight
             self._cond.notify_all()
         self._abandon(leftovers)
+        in_flight = self._counters.get("queued")
         kept = sum(len(j.entries) for j in leftovers if j.entries[0].ref is not None)
         lost = sum(len(j.entries) for j in leftovers) - kept
         if lost or kept or in_flight:
             logger.error(
-                "S3Handler closed with undelivered records after %.1fs: %d dropped, %d kept in "
-                "the spool for the next start or `s3-log-handler replay`, %d uploads in flight",
-                timeout, lost, kept, in_flight)
+                "S3Handler closed with undelivered records (close_timeout=%.1fs): %d dropped, "
+                "%d kept in the spool for the next start or `s3-log-handler replay`, %d uploads "
+                "in flight (lost if the process exits now, unless spooled); %d in total",
+                self._config.close_timeout, lost, kept, in_flight, lost + kept + in_flight)
 
     # -- worker threads ------------------------------------------------------------------
     def _start_threads(self) -> None:

@@ -5,6 +5,7 @@ Both listen on 127.0.0.1 only and stop when their test ends.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -126,6 +127,9 @@ class BlackholeServer:
 
     def stop(self) -> None:
         self._stopped.set()
+        # close() alone leaves the port listening while accept() blocks in another thread.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         for conn in self._held:
             conn.close()
