@@ -14,7 +14,7 @@ from .batch import Batch
 from .counters import SOURCES, Counters
 from .diagnostics import ReportOnce
 from .encode import Codec
-from .keys import render_key
+from .keys import Partition, render_key
 from .records import Entry
 from .settings import HandlerConfig
 from .spool import Spool
@@ -49,8 +49,14 @@ class Delivery:
         self._reports = ReportOnce()
 
     def object_job(self, entry: Entry) -> Job:
-        """The job that uploads one record under the key it got at emit time."""
-        return Job([entry], entry.key or "", entry.record_id)
+        """The job that uploads one record under the key it got at emit time.
+
+        A record spooled by a batch-mode handler has no key: it gets its object-mode key now.
+        """
+        key = entry.key or render_key(
+            self._config.key_template, prefix=self._config.prefix, ext=".json" + self._codec.suffix,
+            partition=Partition.of(entry.created), record_id=entry.record_id)
+        return Job([entry], key, entry.record_id)
 
     def batch_job(self, batch: Batch, seq: int) -> Job:
         """The job that uploads one batch as an NDJSON object under a new unique key."""
