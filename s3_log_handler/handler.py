@@ -25,6 +25,8 @@ from .worker import DeliveryWorker
 #: A full queue is warned about at most once per this many seconds.
 _DROP_WARNING_INTERVAL = 60.0
 _LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
+#: The RLock that ``dictConfig()`` holds while it closes and replaces handlers.
+_LOGGING_MODULE_LOCK: Any = getattr(logging, "_lock", threading.RLock())
 
 
 class S3Handler(logging.Handler):
@@ -63,6 +65,7 @@ class S3Handler(logging.Handler):
         self.config = HandlerConfig.from_kwargs(bucket=bucket, **options)
         self._counters = Counters()
         self._reports = ReportOnce()
+        self._closing = False
         self._closed = False
         self._close_lock = threading.Lock()
         self._last_drop_warning = 0.0
@@ -99,6 +102,8 @@ class S3Handler(logging.Handler):
         """
         if not self.config.enabled:
             return True
+        if _inside_logging_config():
+            timeout = 0.0  # waiting could only stall: see _close_when_config_done
         return self._worker.flush(self.config.close_timeout if timeout is None else timeout)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -108,16 +113,42 @@ class S3Handler(logging.Handler):
         return not self.config.enabled or self._worker.wait_idle(timeout)
 
     def close(self) -> None:
-        """Flush up to ``close_timeout``, stop, and release the spool. Safe to call twice."""
+        """Flush up to ``close_timeout``, stop, and release the spool. Safe to call twice.
+
+        Called by ``dictConfig()`` (which holds logging's module lock), the handler keeps
+        accepting and delivering records and closes as soon as that configuration is done.
+        """
         with self._close_lock:
-            if self._closed:
+            if self._closing:
                 return
-            self._closed = True
+            self._closing = True
+        if _inside_logging_config() and self._close_later():
+            return
+        self._close_now()
+
+    def _close_later(self) -> bool:
+        try:
+            threading.Thread(target=self._close_when_config_done, daemon=True,
+                             name="s3-log-handler-close").start()
+        except RuntimeError:  # interpreter shutdown: no new threads
+            return False
+        return True
+
+    def _close_when_config_done(self) -> None:
+        # botocore takes logging's module lock mid-upload (logger caches that dictConfig's
+        # setLevel cleared), so uploads stall while dictConfig holds it: waiting inside
+        # close() would stall the reload for close_timeout and deliver nothing.
+        with _LOGGING_MODULE_LOCK:
+            pass
+        self._close_now()
+
+    def _close_now(self) -> None:
         try:
             self._worker.close(self.config.close_timeout)
             if self._spool is not None:
                 self._spool.close()
         finally:
+            self._closed = True
             _LIVE_HANDLERS.discard(self)
             super().close()
 
@@ -226,6 +257,12 @@ class S3Handler(logging.Handler):
             self._spool.forget_after_fork()
         self._worker.reset_after_fork()
         self._close_lock = threading.Lock()
+
+
+def _inside_logging_config() -> bool:
+    """True on a thread holding logging's module lock, as ``dictConfig()`` does throughout."""
+    is_owned = getattr(_LOGGING_MODULE_LOCK, "_is_owned", None)
+    return bool(is_owned()) if callable(is_owned) else False
 
 
 def _reset_handlers_after_fork() -> None:

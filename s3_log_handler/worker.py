@@ -122,7 +122,8 @@ class DeliveryWorker:
                 else:
                     self._cond.wait(remaining)
             if self._pending.pending_upto(mark):
-                self._flush_gave_up_at = time.monotonic()
+                if timeout > 0:  # a flush that did not wait is no reason for close to skip
+                    self._flush_gave_up_at = time.monotonic()
                 return False
             return self._pending.all_delivered(mark)
 
