@@ -31,9 +31,9 @@ class Job:
     body: bytes | None = None
 
     @property
-    def size(self) -> int:
-        """Uncompressed bytes of the records in this job (what the memory budget counts)."""
-        return sum(e.size for e in self.entries)
+    def memory_cost(self) -> int:
+        """What the records in this job count against ``max_queue_bytes``."""
+        return sum(e.memory_cost for e in self.entries)
 
 
 class Delivery:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Measured memory of one queued record beyond its body (entry, key string, job, deque slot).
+RECORD_OVERHEAD = 512
+
 
 @dataclass(frozen=True, slots=True)
 class SpoolRef:
@@ -34,5 +37,11 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes this record holds in memory (its body), for the queue's byte budget."""
+        """Bytes of the JSON line (what batch sizes and ``max_record_bytes`` count)."""
         return len(self.body)
+
+    @property
+    def memory_cost(self) -> int:
+        """Bytes this record holds in memory, for ``max_queue_bytes``: its body plus the
+        objects that carry it (entry, key, job), so small records are not under-counted."""
+        return len(self.body) + RECORD_OVERHEAD

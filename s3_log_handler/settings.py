@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ class HandlerConfig:
             values["when_full"] = "spool"
         for name in ("redact_fields", "hash_fields"):
             values[name] = _field_paths(values.get(name, ()))
+        for name, kind in _NUMERIC_FIELDS.items():
+            if isinstance(values.get(name), str):  # e.g. from an ini file or ${VAR} expansion
+                values[name] = _number(name, str(values[name]), kind)
         config = cls(**values)  # type: ignore[arg-type]
         config.validate()
         return config
@@ -142,6 +146,22 @@ class HandlerConfig:
         ):
             msg = "batch-mode key_template needs {uuid} or {seq} so batches never collide"
             raise ValueError(msg)
+
+
+#: Numeric settings, and the type a string value for them is converted to.
+_NUMERIC_FIELDS: dict[str, type[int] | type[float]] = {
+    f.name: int if f.type.startswith("int") else float
+    for f in dataclasses.fields(HandlerConfig)
+    if isinstance(f.type, str) and f.type.split(" ")[0] in ("int", "float")
+}
+
+
+def _number(name: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        msg = f"{name} must be a number, got {text!r}"
+        raise ValueError(msg) from None
 
 
 def _field_paths(value: object) -> tuple[str, ...]:

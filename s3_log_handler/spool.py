@@ -123,17 +123,28 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Locked before it is visible under its final name, so no scanner can adopt it.
             os.rename(tmp, self._path(name))
+            if self._fsync != "never":  # make the new name itself survive a power loss
+                _fsync_directory(self.directory)
             self._active = self._segments[name] = _Segment(name, fd)
         return self._active
 
     def sync_if_due(self) -> None:
-        """With ``fsync="interval"``, flush the active segment to stable storage once a second."""
+        """With ``fsync="interval"``, flush the active segment to stable storage once a second.
+
+        The fsync runs outside the spool's lock, so ``append`` (the caller's thread) never
+        waits for the disk.
+        """
         if self._fsync != "interval" or time.monotonic() - self._last_sync < FSYNC_INTERVAL:
             return
         with self._lock:
             self._last_sync = time.monotonic()
-            if self._active is not None:
-                os.fsync(self._active.fd)
+            if self._active is None:
+                return
+            fd = os.dup(self._active.fd)  # the segment may be sealed and closed meanwhile
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- bookkeeping ---------------------------------------------------------------------
     def mark_disk_only(self, ref: SpoolRef, seq: int) -> None:
@@ -270,6 +281,8 @@ class Spool:
         self._active = None
 
     def _seal(self, segment: _Segment) -> None:
+        if self._fsync == "interval" and segment.resolved < segment.total:
+            os.fsync(segment.fd)  # its last second of records would miss the periodic sync
         segment.sealed = True
         if segment is self._active:
             self._active = None
@@ -289,3 +302,11 @@ class Spool:
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name + SEGMENT_SUFFIX)
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

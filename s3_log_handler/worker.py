@@ -19,7 +19,7 @@ from .diagnostics import logger, mark_internal_thread
 from .pending import PendingRecords
 from .records import Entry
 from .settings import HandlerConfig
-from .spool import Spool
+from .spool import FSYNC_INTERVAL, Spool
 from .uploader import Backoff, FailureKind, UploadFailure
 
 #: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
@@ -80,10 +80,11 @@ class DeliveryWorker:
                 return "closed"
             self._start_threads()
             entry.seq = self._pending.add()
-            if not self._has_room(entry.size):
+            cost = entry.memory_cost
+            if not self._has_room(cost):
                 self._cut_batches()  # open batches hold memory that only an upload frees
-            if self._has_room(entry.size) or self._wait_for_room(entry.size):
-                self._memory_bytes += entry.size
+            if self._has_room(cost) or self._wait_for_room(cost):
+                self._memory_bytes += cost
                 self._counters.arrive("emitted", "queued")
                 self._enqueue(entry)
                 self._cond.notify()
@@ -183,16 +184,28 @@ class DeliveryWorker:
                 self._inline = True
                 return
             self._threads.append(thread)
+        if self._spool is not None and self._config.spool_fsync == "interval":
+            # Its own thread: upload threads can hang in the network for many seconds.
+            syncer = threading.Thread(target=self._sync_spool, daemon=True,
+                                      name="s3-log-handler-fsync")
+            syncer.start()
+            self._threads.append(syncer)
 
     def _run(self, refills: bool) -> None:
         mark_internal_thread()
         while not self._closed:
             if refills and self._spool is not None:
                 self._refill_from_spool()
-                self._spool.sync_if_due()
             job = self._take()
             if job is not None:
                 self._work(job)
+
+    def _sync_spool(self) -> None:
+        mark_internal_thread()
+        assert self._spool is not None
+        while not self._closed:
+            time.sleep(FSYNC_INTERVAL)
+            self._spool.sync_if_due()
 
     def _take(self) -> Job | None:
         with self._cond:
@@ -231,7 +244,7 @@ class DeliveryWorker:
         with self._cond:
             self._in_flight -= 1
             if failure is None or failure.kind is FailureKind.REJECTED:
-                self._memory_bytes -= job.size
+                self._memory_bytes -= job.memory_cost
                 self._pending.settle([e.seq for e in job.entries], lost=failure is not None)
                 if failure is None:
                     self._backoff.reset()
@@ -311,7 +324,7 @@ class DeliveryWorker:
             return
         with self._cond:
             for entry in entries:
-                self._memory_bytes += entry.size
+                self._memory_bytes += entry.memory_cost
                 self._enqueue(entry)
             self._counters.move("spooled", "queued", len(entries))
             self._cond.notify_all()

@@ -63,7 +63,7 @@ def bucket(s3: Any) -> str:
 def clean_logging() -> Iterator[None]:
     """Restore the logging tree (and close handlers a test attached) after each test."""
     root = logging.getLogger()
-    saved = {name: (lg.handlers[:], lg.level, lg.propagate)
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
              for name, lg in logging.Logger.manager.loggerDict.items()
              if isinstance(lg, logging.Logger)}
     root_saved = (root.handlers[:], root.level)
@@ -71,13 +71,14 @@ def clean_logging() -> Iterator[None]:
     for name, lg in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(lg, logging.Logger):
             continue
-        handlers, level, propagate = saved.get(name, ([], logging.NOTSET, True))
+        handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
         for h in lg.handlers:
             if h not in handlers and isinstance(h, S3Handler):
                 h.close()
         lg.handlers[:] = handlers
         lg.setLevel(level)
         lg.propagate = propagate
+        lg.disabled = disabled
     root.handlers[:], _ = root_saved
     root.setLevel(root_saved[1])
 

@@ -119,3 +119,15 @@ class TestValidation:
     def test_field_paths_accept_a_comma_separated_string(self) -> None:
         """redact_fields/hash_fields take a list or an env-friendly comma-separated string."""
         assert config(bucket="b", redact_fields="a.b, c ,").redact_fields == ("a.b", "c")
+
+
+class TestNumbersFromText:
+    def test_numeric_strings_become_numbers(self) -> None:
+        """Values from ini files or ${VAR} expansion arrive as text and are converted once."""
+        config = HandlerConfig.from_kwargs(env={}, bucket="b", close_timeout="2.5", workers="3")
+        assert (config.close_timeout, config.workers) == (2.5, 3)
+
+    def test_a_non_number_is_a_clear_error(self) -> None:
+        """Text that is not a number fails at construction, naming the setting."""
+        with pytest.raises(ValueError, match="workers must be a number"):
+            HandlerConfig.from_kwargs(env={}, bucket="b", workers="lots")

@@ -115,11 +115,14 @@ class TestWriteAhead:
         assert segments(tmp_path) == []
         spool.close()
 
-    @pytest.mark.parametrize(("policy", "syncs_per_append"), [("never", 0), ("always", 1)])
+    @pytest.mark.parametrize(("policy", "syncs_per_append", "directory_syncs"),
+                             [("never", 0, 0), ("always", 1, 1)])
     def test_fsync_policy_decides_syncs_per_record(
-        self, policy: str, syncs_per_append: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        self, policy: str, syncs_per_append: int, directory_syncs: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """``always`` syncs each record before append returns; ``never`` leaves it to the OS."""
+        """``always`` syncs each record (and the new segment's directory entry) before append
+        returns; ``never`` leaves it all to the OS."""
         calls: list[int] = []
         real_fsync = os.fsync
 
@@ -132,7 +135,7 @@ class TestWriteAhead:
         for n in range(5):
             spool.append(entry(n))
         spool.sync_if_due()
-        assert len(calls) == 5 * syncs_per_append
+        assert len(calls) == 5 * syncs_per_append + directory_syncs
         spool.close()
 
     def test_interval_policy_syncs_at_most_once_a_second(
@@ -145,12 +148,12 @@ class TestWriteAhead:
         spool = Spool(str(tmp_path), fsync="interval")
         spool.append(entry(1))
         spool.append(entry(2))
-        assert calls == []
+        assert len(calls) == 1  # the new segment's directory entry, once
         spool.sync_if_due()
-        assert len(calls) == 1
+        assert len(calls) == 2
         monkeypatch.setattr(spool_module, "FSYNC_INTERVAL", 3600.0)
         spool.sync_if_due()
-        assert len(calls) == 1
+        assert len(calls) == 2
         spool.close()
 
 

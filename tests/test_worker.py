@@ -18,13 +18,15 @@ import pytest
 from s3_log_handler.counters import Counters, balance
 from s3_log_handler.delivery import Delivery
 from s3_log_handler.encode import make_codec
-from s3_log_handler.records import Entry
+from s3_log_handler.records import RECORD_OVERHEAD, Entry
 from s3_log_handler.settings import HandlerConfig
 from s3_log_handler.spool import Spool
 from s3_log_handler.uploader import Backoff, FailureKind, UploadFailure
 from s3_log_handler.worker import DeliveryWorker
 
 BODY = 300  # bytes per test record
+#: What one such record counts against max_queue_bytes (body plus per-record overhead).
+COST = BODY + RECORD_OVERHEAD
 
 
 def failure(kind: FailureKind, code: str = "SlowDown") -> UploadFailure:
@@ -210,7 +212,7 @@ class TestRetries:
 class TestWhenFull:
     def test_drop_refuses_at_once_when_memory_is_full(self, make_rig: Any) -> None:
         """Memory counts in-flight records too; past max_queue_bytes submit says queue_full."""
-        rig = make_rig(workers=1, max_queue_bytes=3 * BODY + 10, when_full="drop")
+        rig = make_rig(workers=1, max_queue_bytes=3 * COST + 10, when_full="drop")
         rig.uploader.gate.clear()
         assert rig.submit(0) is None
         assert wait_until(lambda: len(rig.uploader.started) == 1)
@@ -224,7 +226,7 @@ class TestWhenFull:
 
     def test_block_waits_block_timeout_then_refuses(self, make_rig: Any) -> None:
         """With when_full=block the caller waits for room, but never past block_timeout."""
-        rig = make_rig(workers=1, max_queue_bytes=BODY + 10, when_full="block",
+        rig = make_rig(workers=1, max_queue_bytes=COST + 10, when_full="block",
                        block_timeout=0.3)
         rig.uploader.gate.clear()
         rig.submit(0)
@@ -234,7 +236,7 @@ class TestWhenFull:
 
     def test_block_takes_the_record_as_soon_as_room_frees(self, make_rig: Any) -> None:
         """A blocked caller continues once an upload completes, well before block_timeout."""
-        rig = make_rig(workers=1, max_queue_bytes=BODY + 10, when_full="block",
+        rig = make_rig(workers=1, max_queue_bytes=COST + 10, when_full="block",
                        block_timeout=60)
         rig.uploader.gate.clear()
         rig.submit(0)
@@ -253,7 +255,7 @@ class TestWhenFull:
         self, make_rig: Any, tmp_path: Path,
     ) -> None:
         """when_full=spool: nothing is refused; spilled records are reloaded and delivered."""
-        rig = make_rig(workers=1, spool=True, max_queue_bytes=2 * BODY + 10)
+        rig = make_rig(workers=1, spool=True, max_queue_bytes=2 * COST + 10)
         rig.uploader.gate.clear()
         assert [rig.submit(n) for n in range(6)] == [None] * 6
         assert rig.stats()["spooled"] == 4
@@ -354,7 +356,7 @@ class TestCountersUnderConcurrency:
         rng = random.Random(11)
         outcomes = [failure(FailureKind.TRANSIENT) if rng.random() < 0.3 else None
                     for _ in range(3000)]
-        rig = make_rig(FakeUploader(outcomes), workers=4, max_queue_bytes=8 * BODY,
+        rig = make_rig(FakeUploader(outcomes), workers=4, max_queue_bytes=8 * COST,
                        retry_base=0.001, retry_cap=0.002)
         samples: list[int] = []
         done = threading.Event()
