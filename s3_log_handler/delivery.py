@@ -6,6 +6,7 @@ thread and never raises for a record it was given.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Delivery:
         self._spool = spool
         self._codec = codec
         self._reports = ReportOnce()
+        self._batch_seq = itertools.count(1)
 
     def object_job(self, entry: Entry) -> Job:
         """The job that uploads one record under the key it got at emit time.
@@ -58,8 +60,12 @@ class Delivery:
             partition=Partition.of(entry.created), record_id=entry.record_id)
         return Job([entry], key, entry.record_id)
 
-    def batch_job(self, batch: Batch, seq: int) -> Job:
-        """The job that uploads one batch as an NDJSON object under a new unique key."""
+    def batch_job(self, batch: Batch) -> Job:
+        """The job that uploads one batch as an NDJSON object under a new unique key.
+
+        ``{seq}`` numbers this handler's batches 1, 2, 3, ...
+        """
+        seq = next(self._batch_seq)  # atomic under the GIL: no lock needed
         key = render_key(self._config.key_template, prefix=self._config.prefix,
                          partition=batch.partition, ext=".ndjson" + self._codec.suffix, seq=seq)
         return Job(batch.entries, key, "")

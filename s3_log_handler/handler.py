@@ -110,7 +110,16 @@ class S3Handler(logging.Handler):
         """Wait up to ``timeout`` seconds until nothing is queued or spooled, recovered records
         included; True when idle. (``flush`` only waits for records emitted before it.)
         """
-        return not self.config.enabled or self._worker.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        while self.config.enabled:
+            self._worker.cut_batches()
+            stats = self._counters.snapshot()
+            if stats["queued"] == 0 and stats["spooled"] == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def close(self) -> None:
         """Flush up to ``close_timeout``, stop, and release the spool. Safe to call twice.

@@ -56,9 +56,7 @@ class DeliveryWorker:
                                           c.max_batch_age, c.key_template)
                          if c.mode == "batch" else None)
         self._memory_bytes = 0
-        self._in_flight = 0
         self._pending = PendingRecords()
-        self._batch_seq = 0
         self._paused_until = 0.0
         self._flush_gave_up_at = -1e9
         self._backoff = Backoff(c.retry_base, c.retry_cap)
@@ -128,17 +126,10 @@ class DeliveryWorker:
                 return False
             return self._pending.all_delivered(mark)
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until nothing is queued or spooled (replay uses this)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            stats = self._counters.snapshot()
-            if stats["queued"] == 0 and stats["spooled"] == 0:
-                return True
-            with self._cond:
-                self._cut_batches()
-                self._cond.wait(0.05)
-        return False
+    def cut_batches(self) -> None:
+        """Hand every open batch to the upload threads now, whatever its size or age."""
+        with self._cond:
+            self._cut_batches()
 
     def close(self, timeout: float) -> None:
         """Flush up to ``timeout``, then stop; report loudly whatever is left. Idempotent.
@@ -159,10 +150,8 @@ class DeliveryWorker:
             leftovers = list(self._ready)
             self._ready.clear()
             self._cond.notify_all()
-        self._abandon(leftovers)
+        kept, lost = self._abandon(leftovers)
         in_flight = self._counters.get("queued")
-        kept = sum(len(j.entries) for j in leftovers if j.entries[0].ref is not None)
-        lost = sum(len(j.entries) for j in leftovers) - kept
         if lost or kept or in_flight:
             logger.error(
                 "S3Handler closed with undelivered records (close_timeout=%.1fs): %d dropped, "
@@ -219,9 +208,8 @@ class DeliveryWorker:
         now = time.monotonic()
         if self._batches is not None:
             for batch in self._batches.due(now):
-                self._ready.append(self._delivery.batch_job(batch, self._next_batch_seq()))
+                self._ready.append(self._delivery.batch_job(batch))
         if self._ready and now >= self._paused_until:
-            self._in_flight += 1
             return self._ready.popleft()
         return None
 
@@ -242,7 +230,6 @@ class DeliveryWorker:
             logger.exception("S3Handler delivery failed unexpectedly; records kept for retry")
             failure = UploadFailure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), "")
         with self._cond:
-            self._in_flight -= 1
             if failure is None or failure.kind is FailureKind.REJECTED:
                 self._memory_bytes -= job.memory_cost
                 self._pending.settle([e.seq for e in job.entries], lost=failure is not None)
@@ -261,7 +248,6 @@ class DeliveryWorker:
 
     def _deliver_inline(self) -> None:
         job = self._ready.popleft()
-        self._in_flight += 1
         self._cond.release()
         try:
             self._work(job)
@@ -275,17 +261,13 @@ class DeliveryWorker:
             return
         full = self._batches.add(entry, time.monotonic())
         if full is not None:
-            self._ready.append(self._delivery.batch_job(full, self._next_batch_seq()))
+            self._ready.append(self._delivery.batch_job(full))
 
     def _cut_batches(self) -> None:
         if self._batches is not None:
             for batch in self._batches.drain():
-                self._ready.append(self._delivery.batch_job(batch, self._next_batch_seq()))
+                self._ready.append(self._delivery.batch_job(batch))
             self._cond.notify_all()
-
-    def _next_batch_seq(self) -> int:
-        self._batch_seq += 1
-        return self._batch_seq
 
     def _has_room(self, size: int) -> bool:
         return self._memory_bytes + size <= self._config.max_queue_bytes or self._memory_bytes == 0
@@ -301,15 +283,17 @@ class DeliveryWorker:
             self._cond.wait(remaining)
         return True
 
-    def _abandon(self, jobs: list[Job]) -> None:
-        """Records left at close: spooled ones stay on disk, the rest are counted dropped."""
-        for job in jobs:
-            on_disk = [e for e in job.entries if e.ref is not None]
-            if on_disk:
-                self._counters.move("queued", "spooled", len(on_disk))
-            if len(on_disk) < len(job.entries):
-                self._counters.move("queued", "dropped", len(job.entries) - len(on_disk),
-                                    reason="shutdown")
+    def _abandon(self, jobs: list[Job]) -> tuple[int, int]:
+        """Records left at close: spooled ones stay on disk, the rest are counted dropped.
+
+        Returns ``(kept, dropped)``."""
+        entries = [e for job in jobs for e in job.entries]
+        kept = sum(1 for e in entries if e.ref is not None)
+        if kept:
+            self._counters.move("queued", "spooled", kept)
+        if len(entries) > kept:
+            self._counters.move("queued", "dropped", len(entries) - kept, reason="shutdown")
+        return kept, len(entries) - kept
 
     def _refill_from_spool(self) -> None:
         if self._counters.get("spooled") == 0:
