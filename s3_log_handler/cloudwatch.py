@@ -72,12 +72,31 @@ def cloudwatch_handler(log_group_name: str | None = None, log_stream_name: str |
         handler: logging.Handler = watchtower.CloudWatchLogHandler(
             log_group_name=group, log_stream_name=log_stream_name or DEFAULT_STREAM_NAME,
             boto3_client=client, create_log_group=False, **options)
+        _ensure_log_stream(probe, handler, group)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("CloudWatch Logs export disabled: cannot use log group %r at start-up "
                        "(%s: %s); analytics records still go to S3", group,
                        type(exc).__name__, scrub(str(exc)))
         return logging.NullHandler()
     return handler
+
+
+def _ensure_log_stream(client: Any, handler: Any, group: str) -> None:
+    """Create the stream now when its name is fixed for this process.
+
+    watchtower creates a missing stream on its first send and, meanwhile, silently discards
+    every record logged (its ``creating_log_stream`` flag): at start-up that loses a burst.
+    """
+    template = str(handler.log_stream_name)
+    if any(p in template for p in ("{thread_name}", "{logger_name}", "{strftime")):
+        return
+    name = handler._get_stream_name(logging.makeLogRecord({}))
+    try:
+        client.create_log_stream(logGroupName=group, logStreamName=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {
+                "ResourceAlreadyExistsException", "AccessDenied", "AccessDeniedException"}:
+            raise
 
 
 def _ensure_log_group(client: Any, group: str, create: bool) -> None:

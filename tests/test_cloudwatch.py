@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -137,6 +138,29 @@ class TestConnects:
             handler.close()
         out = messages(moto_endpoint, group)
         assert [(m["_session_id"], m["message"]) for m in out] == [("s1", "hello")]
+
+    def test_a_burst_logged_right_after_start_up_is_not_lost(
+        self, group: str, moto_endpoint: str
+    ) -> None:
+        """The stream exists before the first send: watchtower discards every record logged
+        while it creates a missing stream, so a start-up burst would otherwise vanish."""
+        handler = cloudwatch_handler(group, endpoint_url=moto_endpoint, send_interval=1,
+                                     log_stream_name="agent-{process_id}")
+        client = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-1")
+        streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+        assert [s["logStreamName"] for s in streams] == [f"agent-{os.getpid()}"]
+        handler.setFormatter(AnalyticsJsonFormatter())
+        logger = logging.getLogger(f"analytics.cw.{uuid.uuid4().hex[:6]}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            for n in range(300):
+                logger.info("burst", extra={"analytics_data": {"session_id": f"s{n}"}})
+            handler.flush()
+        finally:
+            handler.close()
+        assert len(messages(moto_endpoint, group)) == 300
 
     def test_existing_group_is_used_as_is(self, group: str, moto_endpoint: str) -> None:
         """An existing group is found by the probe and not created again."""
