@@ -36,6 +36,11 @@ class BatchAccumulator:
         self._template = template
         self._open: dict[Partition, Batch] = {}
 
+    @property
+    def open_batches(self) -> int:
+        """How many batches (partitions) are open."""
+        return len(self._open)
+
     def __len__(self) -> int:
         return sum(len(b.entries) for b in self._open.values())
 

@@ -89,24 +89,31 @@ def render_key(
     Placeholders: prefix, year, month, day, hour, id, ext, uuid, host, pid, seq.
     Raises ``ValueError`` if the key would exceed :data:`S3_MAX_KEY_BYTES`.
     """
-    fields = {
-        "prefix": prefix,
-        "year": partition.year,
-        "month": partition.month,
-        "day": partition.day,
-        "hour": partition.hour,
-        "id": record_id,
-        "ext": ext,
-        "host": _HOST,
-    }
+    pid = os.getpid() if "{pid}" in template else 0
+    fields = {"id": record_id}
     if "{uuid}" in template:
         fields["uuid"] = uuid.uuid4().hex
-    if "{pid}" in template:
-        fields["pid"] = str(os.getpid())
     if "{seq}" in template:
         fields["seq"] = f"{seq:08d}"
-    key = template.format_map(fields)
+    key = _fixed_part(template, prefix, partition, ext, pid).format_map(fields)
     if len(key.encode("utf-8")) > S3_MAX_KEY_BYTES:
         msg = f"S3 key longer than {S3_MAX_KEY_BYTES} bytes: {key[:80]}..."
         raise ValueError(msg)
     return key
+
+
+class _PerRecordFields(dict[str, str]):
+    """Leaves the per-record placeholders (id, uuid, seq) in place for a second pass."""
+
+    def __missing__(self, name: str) -> str:
+        return "{" + name + "}"
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_part(template: str, prefix: str, partition: Partition, ext: str, pid: int) -> str:
+    # Everything but id/uuid/seq changes at most hourly: fill it once per hour, not per record.
+    fixed = {"prefix": prefix, "year": partition.year, "month": partition.month,
+             "day": partition.day, "hour": partition.hour, "ext": ext, "host": _HOST,
+             "pid": str(pid)}
+    escaped = {k: v.replace("{", "{{").replace("}", "}}") for k, v in fixed.items()}
+    return template.format_map(_PerRecordFields(escaped))

@@ -84,8 +84,9 @@ class DeliveryWorker:
             if self._has_room(cost) or self._wait_for_room(cost):
                 self._memory_bytes += cost
                 self._counters.arrive("emitted", "queued")
-                self._enqueue(entry)
-                self._cond.notify()
+                if self._enqueue(entry):
+                    # Waking a thread per record would cost every caller a GIL hand-off.
+                    self._cond.notify()
                 return None
             if entry.ref is not None and self._spool is not None and (
                     self._config.when_full == "spool"):
@@ -255,13 +256,18 @@ class DeliveryWorker:
             self._cond.acquire()
 
     # -- bookkeeping (callers hold self._cond) ----------------------------------------------
-    def _enqueue(self, entry: Entry) -> None:
+    def _enqueue(self, entry: Entry) -> bool:
+        """Queue ``entry``; True when a worker should wake (a job is ready, or a new batch
+        opened whose age deadline the waiting workers do not know yet)."""
         if self._batches is None:
             self._ready.append(self._delivery.object_job(entry))
-            return
+            return True
+        opened = self._batches.open_batches
         full = self._batches.add(entry, time.monotonic())
         if full is not None:
             self._ready.append(self._delivery.batch_job(full))
+            return True
+        return self._batches.open_batches > opened
 
     def _cut_batches(self) -> None:
         if self._batches is not None:
