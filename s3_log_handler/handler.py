@@ -202,7 +202,7 @@ class S3Handler(logging.Handler):
         try:
             line = json_line(payload)
         except EncodeError:
-            body = repr(payload)[:4096].encode("utf-8", "replace")
+            body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
             self._delivery.dead_letter([Entry(body, record.created, record_id, key)],
                                        "encode_error", source="emitted")
             self.handleError(record)
@@ -266,6 +266,14 @@ class S3Handler(logging.Handler):
             self._spool.forget_after_fork()
         self._worker.reset_after_fork()
         self._close_lock = threading.Lock()
+
+
+def _safe_repr(payload: object) -> str:
+    """What a dead letter keeps of a payload that has no JSON form; never raises."""
+    try:
+        return repr(payload)
+    except Exception as exc:
+        return f"<unrepresentable {type(payload).__name__}: {type(exc).__name__}>"
 
 
 def _inside_logging_config() -> bool:

@@ -302,6 +302,30 @@ class TestEncodeFailures:
         assert [p.record_id for p in fake.puts] == ["fine"]
         assert balance(stats) == 0
 
+    def test_a_payload_that_cannot_even_be_shown_is_still_counted(
+        self, make_handler: MakeHandler, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        """A cyclic payload holding an object whose str() and repr() raise: dead-lettered as
+        encode_error all the same, so the counters still add up."""
+
+        class Hostile:
+            def __str__(self) -> str:
+                raise RuntimeError("no str")
+
+            def __repr__(self) -> str:
+                raise RuntimeError("no repr")
+
+        cyclic: list[Any] = [Hostile()]
+        cyclic.append(cyclic)
+        handler, fake = make_handler()
+        handler.handle(record({"session_id": "h", "x": cyclic}))
+        assert handler.flush(timeout=30)
+        assert "--- Logging error ---" in capfd.readouterr().err
+        stats = handler.stats()
+        assert stats["dead_letter_reasons"] == {"encode_error": 1}
+        assert fake.puts == []
+        assert balance(stats) == 0
+
     def test_str_fallbacks_are_counted_in_stats(self, make_handler: MakeHandler) -> None:
         """Values written via str() show up in stats()['fallbacks']."""
         handler, fake = make_handler()
