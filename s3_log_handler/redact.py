@@ -63,18 +63,28 @@ def _identity(payload: Any) -> Any:
 
 def _rewrite(node: Mapping[str, Any], path: tuple[str, ...],
              replace: Callable[[Any], Any] | None) -> Mapping[str, Any]:
-    """A copy of ``node`` with ``path`` removed (``replace is None``) or replaced."""
+    """A copy of ``node`` with ``path`` removed (``replace is None``) or replaced.
+
+    A path runs through lists too: ``tool_calls.args.email`` reaches every element's field.
+    """
     head, rest = path[0], path[1:]
     if head not in node:
         return node
     copy = dict(node)
     if rest:
-        child = node[head]
-        if isinstance(child, Mapping):
-            copy[head] = _rewrite(child, rest, replace)
+        copy[head] = _rewrite_child(node[head], rest, replace)
         return copy
     if replace is None:
         del copy[head]
     else:
         copy[head] = replace(node[head])
     return copy
+
+
+def _rewrite_child(child: Any, rest: tuple[str, ...],
+                   replace: Callable[[Any], Any] | None) -> Any:
+    if isinstance(child, Mapping):
+        return _rewrite(child, rest, replace)
+    if isinstance(child, list | tuple):
+        return [_rewrite_child(item, rest, replace) for item in child]
+    return child

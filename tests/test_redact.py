@@ -90,6 +90,16 @@ class TestRedactor:
         assert first["caller_id"] == again["caller_id"] != other["caller_id"]
         assert first["caller_id"] != hashlib.sha256(b"+15550000001").hexdigest()
 
+    def test_paths_run_through_lists(self) -> None:
+        """``tool_calls.args.email`` reaches the field in every element of the list."""
+        payload = {"tool_calls": [{"tool": "a", "args": {"email": "x@y.z", "n": 1}},
+                                  {"tool": "b", "args": {"email": "p@q.r"}}, "not-a-dict"]}
+        out = make_redactor(settings(redact_fields=("tool_calls.args.email",), hash_fields=()),
+                            {})(payload)
+        assert out["tool_calls"] == [{"tool": "a", "args": {"n": 1}},
+                                     {"tool": "b", "args": {}}, "not-a-dict"]
+        assert payload["tool_calls"][0]["args"]["email"] == "x@y.z"  # caller's copy intact
+
     def test_never_modifies_the_callers_payload(self) -> None:
         """The caller's dict (and its nested dicts) are unchanged after redaction."""
         payload = session()
