@@ -33,7 +33,7 @@ class BatchAccumulator:
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._max_age = max_age
-        self._template = template
+        self._hourly = "{hour}" in template
         self._open: dict[Partition, Batch] = {}
 
     @property
@@ -46,7 +46,8 @@ class BatchAccumulator:
 
     def add(self, entry: Entry, now: float) -> Batch | None:
         """Add ``entry``; return its batch if that batch just became full (and close it)."""
-        partition = Partition.of(entry.created).coarsen(self._template)
+        partition = (Partition.of(entry.created) if self._hourly
+                     else Partition.day_of(entry.created))
         batch = self._open.get(partition)
         if batch is None:
             batch = self._open[partition] = Batch(partition, now)

@@ -37,9 +37,10 @@ class Partition:
         """The partition of a record created at ``created`` (epoch seconds), in UTC."""
         return _partition_of_hour(int(created // 3600))
 
-    def coarsen(self, template: str) -> Partition:
-        """Drop the hour when ``template`` does not use it, so batches group by day only."""
-        return self if "{hour}" in template else Partition(self.year, self.month, self.day, "")
+    @classmethod
+    def day_of(cls, created: float) -> Partition:
+        """Like :meth:`of` with the hour left empty: for templates that group by day only."""
+        return _partition_of_day(int(created // 86400))
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,6 +49,12 @@ def _partition_of_hour(hours: int) -> Partition:
     t = time.gmtime(hours * 3600)
     return Partition(f"{t.tm_year:04d}", f"{t.tm_mon:02d}", f"{t.tm_mday:02d}",
                      f"{t.tm_hour:02d}")
+
+
+@functools.lru_cache(maxsize=16)
+def _partition_of_day(days: int) -> Partition:
+    hourly = _partition_of_hour(days * 24)
+    return Partition(hourly.year, hourly.month, hourly.day, "")
 
 
 def generated_id() -> str:
