@@ -6,6 +6,7 @@ import gzip
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,52 @@ os.environ.update({
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
              "ANALYTICS_S3_BUCKET", "AWS_REGION"):
     os.environ.pop(_var, None)
+
+
+class Collect(logging.Handler):
+    """A capturing handler beside ours: keeps every record it is given (and survives the
+    close that dictConfig performs)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def warnings(self) -> list[str]:
+        """The messages of the WARNING records kept so far."""
+        return [r.getMessage() for r in self.records if r.levelno == logging.WARNING]
+
+
+class StatsSampler:
+    """Samples ``handler.stats()`` on a thread while a test runs: the counter balance of every
+    sample, and the most records ever spooled at once. Use it as a context manager."""
+
+    def __init__(self, handler: S3Handler, interval: float = 0.001) -> None:
+        self._handler = handler
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+        self.balances: list[int] = []
+        self.most_spooled = 0
+
+    def _sample(self) -> None:
+        from s3_log_handler.counters import balance
+
+        while not self._stop.is_set():
+            stats = self._handler.stats()
+            self.balances.append(balance(stats))
+            self.most_spooled = max(self.most_spooled, stats["spooled"])
+            time.sleep(self._interval)
+
+    def __enter__(self) -> StatsSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def free_port() -> int:

@@ -13,24 +13,10 @@ import boto3
 import orjson
 import pytest
 import watchtower
-from conftest import free_port
+from conftest import Collect, free_port
 from servers import BlackholeServer
 
 from s3_log_handler import AnalyticsJsonFormatter, cloudwatch_handler
-
-
-class Collect(logging.Handler):
-    """Keeps every record the library logs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def warnings(self) -> list[str]:
-        return [r.getMessage() for r in self.records if r.levelno == logging.WARNING]
 
 
 @pytest.fixture

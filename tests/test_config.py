@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Collect
 
 from s3_log_handler import S3Handler, configure
 from s3_log_handler.config import (
@@ -22,17 +23,6 @@ REPO_YAML = Path(__file__).resolve().parents[1] / "logging.yaml"
 SOURCE = "conf/logging.yaml"
 #: Documents written by these tests must not disable the loggers other tests rely on.
 HEADER = "version: 1\ndisable_existing_loggers: false\n"
-
-
-class Collect(logging.Handler):
-    """Keeps every record it is given (survives the close that dictConfig performs)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def expand(value: Any, **environ: str) -> Any:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import StatsSampler
 
 from s3_log_handler import S3Handler
 from s3_log_handler.counters import OUTCOMES, SOURCES, Counters, balance
@@ -149,31 +149,17 @@ class TestHandlerCounters:
                 if i % 50 == 0:
                     lg.info("no payload here")
 
-        samples: list[int] = []
-        most_spooled = 0
-        stop = threading.Event()
-
-        def sample() -> None:
-            nonlocal most_spooled
-            while not stop.is_set():
-                stats = handler.stats()
-                samples.append(balance(stats))
-                most_spooled = max(most_spooled, stats["spooled"])
-                time.sleep(0.0005)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        threads = [threading.Thread(target=emit, args=(w,)) for w in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        idle = handler.wait_idle(30)
-        stop.set()
-        sampler.join()
+        with StatsSampler(handler, interval=0.0005) as sampler:
+            threads = [threading.Thread(target=emit, args=(w,)) for w in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            idle = handler.wait_idle(30)
         final = handler.stats()
         handler.close()
         assert idle
+        samples = sampler.balances
         assert len(samples) > 10
         assert samples == [0] * len(samples)
         assert balance(final) == 0
@@ -181,7 +167,7 @@ class TestHandlerCounters:
         assert final["ignored"] == 4 * 8
         assert final["failed"] > 0
         if spool:
-            assert most_spooled > 0
+            assert sampler.most_spooled > 0
             assert final["dropped"] == 0
             assert final["delivered"] == 4 * (400 - 5)
         else:

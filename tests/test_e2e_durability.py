@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from conftest import free_port, read_objects, wait_until
+from conftest import StatsSampler, free_port, read_objects, wait_until
 from moto.server import ThreadedMotoServer
 from servers import BlackholeServer, FaultProxy, SeenRequest, s3_error
 
@@ -377,33 +377,19 @@ class TestCountersOverHttp:
         handler = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(tmp_path),
                             max_queue_bytes=64 * 1024)
         lg = analytics(handler)
-        samples: list[int] = []
-        most_spooled = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal most_spooled
-            while not done.is_set():
-                stats = handler.stats()
-                samples.append(balance(stats))
-                most_spooled = max(most_spooled, stats["spooled"])
-                time.sleep(0.001)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        emitters = [threading.Thread(target=emit, args=(lg, [f"t{t}-{n}" for n in range(250)]),
-                                     kwargs={"pad": "q" * 1000}) for t in range(4)]
-        for t in emitters:
-            t.start()
-        for t in emitters:
-            t.join()
-        idle = handler.wait_idle(60)
-        done.set()
-        sampler.join()
+        with StatsSampler(handler) as sampler:
+            emitters = [threading.Thread(target=emit, args=(lg, [f"t{t}-{n}" for n in range(250)]),
+                                         kwargs={"pad": "q" * 1000}) for t in range(4)]
+            for t in emitters:
+                t.start()
+            for t in emitters:
+                t.join()
+            idle = handler.wait_idle(60)
         stats = handler.stats()
         handler.close()
         assert idle
+        samples = sampler.balances
         assert len(samples) > 10 and samples == [0] * len(samples)
-        assert most_spooled > 0
+        assert sampler.most_spooled > 0
         assert (stats["emitted"], stats["delivered"]) == (1000, 1000)
         assert len(object_keys(s3, bucket)) == 1000
