@@ -62,8 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from .replay import replay
 
-    stats = replay(args.spool_dir, retry_dead_letters=args.dead_letters, timeout=args.timeout,
-                   bucket=args.bucket, prefix=args.prefix, mode=args.mode)
+    try:
+        stats = replay(args.spool_dir, retry_dead_letters=args.dead_letters,
+                       timeout=args.timeout, bucket=args.bucket, prefix=args.prefix,
+                       mode=args.mode)
+    except ValueError as exc:
+        print(f"s3-log-handler replay: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(stats, indent=2, sort_keys=True))
     return 0 if stats["queued"] == 0 and stats["spooled"] == 0 else 1
 

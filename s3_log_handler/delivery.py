@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .batch import Batch
 from .counters import SOURCES, Counters
-from .diagnostics import ReportOnce
+from .diagnostics import ReportOnce, logger
 from .encode import Codec
 from .keys import Partition, render_key
 from .records import Entry
@@ -95,6 +95,20 @@ class Delivery:
         if failure.kind is FailureKind.REJECTED:
             self.dead_letter(job.entries, failure.code, source="queued")
         return failure
+
+    def recover_abandoned(self) -> int:
+        """Adopt the spool segments nobody owns any more; count their records ``recovered``
+        (held ``spooled`` until loaded) and dead-letter torn lines. Returns how many."""
+        if self._spool is None:
+            return 0
+        adopted, torn = self._spool.adopt_abandoned()
+        if torn:
+            self.dead_letter(torn, "torn_write", source="recovered")
+        if adopted:
+            self._counters.arrive("recovered", "spooled", adopted)
+            logger.info("S3Handler found %d undelivered records in %s; delivering them",
+                        adopted, self._spool.directory)
+        return adopted
 
     def dead_letter(self, entries: Sequence[Entry], reason: str, *, source: str) -> None:
         """Give ``entries`` their final outcome ``dead_lettered`` with ``reason``.

@@ -72,17 +72,16 @@ class S3Handler(logging.Handler):
         self._redact = make_redactor(self.config)
         codec = make_codec(self.config.compression, self.config.compress_level)
         self._ext = ".json" + codec.suffix
-        if self.config.mode == "object":  # fail at start-up, not per record, on an overlong key
-            render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
-                       partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
+        # Fail at start-up, not per record or per batch, on a key over S3's limit.
+        render_key(self.config.key_template, prefix=self.config.prefix,
+                   ext=".ndjson" + codec.suffix if self.config.mode == "batch" else self._ext,
+                   partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
         self._spool = (Spool(self.config.spool_dir, self.config.spool_fsync)
                        if self.config.spool_dir and self.config.enabled else None)
         self._uploader = S3Uploader(self.config)
         self._delivery = Delivery(self.config, self._uploader, self._counters, self._spool, codec)
         self._worker = DeliveryWorker(self.config, self._delivery, self._counters, self._spool)
-        if not self.config.enabled:
-            logger.info("ANALYTICS_S3_BUCKET not configured - skipping S3 export")
-        self._recover_spool()
+        self._worker.adopt_abandoned()
         _LIVE_HANDLERS.add(self)
 
     # -- logging.Handler -------------------------------------------------------------------
@@ -176,6 +175,11 @@ class S3Handler(logging.Handler):
         payload = getattr(record, self.config.attribute, None)
         if payload is None or not self.config.enabled:
             self._counters.arrive("emitted", "ignored")
+            if payload is not None:
+                # At first use, not in __init__: dictConfig builds handlers before it sets
+                # the levels that decide whether this line is shown.
+                self._reports.report("disabled", logging.INFO,
+                                     "ANALYTICS_S3_BUCKET not configured - skipping S3 export")
             return
         if self._closed:
             self._refuse_late(record)
@@ -205,6 +209,7 @@ class S3Handler(logging.Handler):
             body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
             self._delivery.dead_letter([Entry(body, record.created, record_id, key)],
                                        "encode_error", source="emitted")
+            self._worker.count_refused()
             self.handleError(record)
             return None
         if line.fallbacks:
@@ -212,6 +217,7 @@ class S3Handler(logging.Handler):
         entry = Entry(line.body, record.created, record_id, key)
         if entry.size > self.config.max_record_bytes:
             self._delivery.dead_letter([entry], "too_large", source="emitted")
+            self._worker.count_refused()
             self._reports.report("too_large", logging.ERROR,
                                  "analytics record %s is %d bytes, over max_record_bytes=%d; "
                                  "dead-lettered", record_id, entry.size,
@@ -247,18 +253,6 @@ class S3Handler(logging.Handler):
                              "count, not report, any more)", record.name)
 
     # -- start-up and fork ---------------------------------------------------------------
-    def _recover_spool(self) -> None:
-        if self._spool is None:
-            return
-        adopted, torn = self._spool.adopt_abandoned()
-        if torn:
-            self._delivery.dead_letter(torn, "torn_write", source="recovered")
-        if adopted:
-            self._counters.arrive("recovered", "spooled", adopted)
-            logger.info("S3Handler found %d undelivered records in %s; delivering them",
-                        adopted, self._spool.directory)
-            self._worker.adopt(adopted)
-
     def _after_fork_in_child(self) -> None:
         self._counters.reset()
         self._uploader.reset_after_fork()

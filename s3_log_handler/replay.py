@@ -17,9 +17,18 @@ def replay(spool_dir: str, *, retry_dead_letters: bool = False, timeout: float =
 
     With ``retry_dead_letters``, dead letters whose body is a JSON object are re-emitted
     (through the spool, so none is lost if this run dies) and their dead-letter files removed.
-    Waits at most ``timeout`` seconds; whatever is not delivered stays in the spool.
+    Waits at most ``timeout`` seconds; whatever is not delivered stays in the spool. Raises
+    ``ValueError`` when ``spool_dir`` is not a directory or no bucket is configured (a
+    disabled handler would upload nothing and report success).
     """
+    if not os.path.isdir(spool_dir):
+        msg = f"spool directory {spool_dir!r} does not exist"
+        raise ValueError(msg)
     handler = S3Handler(spool_dir=spool_dir, **handler_options)
+    if not handler.config.enabled:
+        handler.close()
+        msg = "no bucket: pass --bucket or set ANALYTICS_S3_BUCKET"
+        raise ValueError(msg)
     retried = _re_emit_dead_letters(handler, os.path.join(spool_dir, "dead")) if (
         retry_dead_letters) else 0
     handler.wait_idle(timeout)

@@ -24,6 +24,8 @@ from .uploader import Backoff, FailureKind, UploadFailure
 
 #: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
 _IDLE_WAKE = 1.0
+#: How often a running handler looks for segments abandoned by dead processes or handlers.
+_ADOPT_INTERVAL = 5.0
 #: A flush that timed out this recently makes close() stop without waiting again.
 _JUST_GAVE_UP = 1.0
 
@@ -59,6 +61,7 @@ class DeliveryWorker:
         self._pending = PendingRecords()
         self._paused_until = 0.0
         self._flush_gave_up_at = -1e9
+        self._next_adoption = 0.0
         self._backoff = Backoff(c.retry_base, c.retry_cap)
         self._threads: list[threading.Thread] = []
         self._inline = False
@@ -96,12 +99,20 @@ class DeliveryWorker:
             self._pending.settle([entry.seq], lost=True)
             return "queue_full"
 
-    def adopt(self, count: int) -> None:
-        """Make sure threads run to deliver ``count`` records found in the spool."""
-        if count:
+    def adopt_abandoned(self) -> None:
+        """Take over spool segments whose owner is gone (a dead process, a closed handler)
+        and deliver them. Runs at start and every few seconds; with a spool the threads run
+        from the start, so leftovers of a handler closed later are still picked up."""
+        self._next_adoption = time.monotonic() + _ADOPT_INTERVAL
+        if self._delivery.recover_abandoned() or self._spool is not None:
             with self._cond:
                 self._start_threads()
                 self._cond.notify_all()
+
+    def count_refused(self) -> None:
+        """A record refused at emit (dead-lettered there): ``flush()`` must report the loss."""
+        with self._cond:
+            self._pending.settle([self._pending.add()], lost=True)
 
     # -- flush and close -----------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -185,6 +196,8 @@ class DeliveryWorker:
         mark_internal_thread()
         while not self._closed:
             if refills and self._spool is not None:
+                if time.monotonic() >= self._next_adoption:
+                    self.adopt_abandoned()
                 self._refill_from_spool()
             job = self._take()
             if job is not None:

@@ -151,6 +151,27 @@ class TestOutage:
         assert spool_segments(tmp_path) == []
 
 
+    def test_a_handler_built_before_the_old_one_closed_still_adopts_its_leftovers(
+        self, tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str,
+    ) -> None:
+        """dictConfig's order: the new handler exists while the old one still locks its
+        segments; once the old one closes, the new one picks them up within seconds."""
+        dead = f"http://127.0.0.1:{free_port()}"
+        old = S3Handler(bucket, endpoint_url=dead, spool_dir=str(tmp_path), close_timeout=0.5)
+        ids = [f"handover-{n}" for n in range(20)]
+        emit(analytics(old), ids)
+        new = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(tmp_path))
+        assert new.stats()["recovered"] == 0  # still locked by the old handler
+        old.close()
+        assert wait_until(lambda: len(object_keys(s3, bucket)) == len(ids), 30)
+        assert new.wait_idle(30)
+        stats = new.stats()
+        new.close()
+        assert (stats["recovered"], stats["delivered"]) == (len(ids), len(ids))
+        assert sorted(ids_in(read_objects(s3, bucket))) == sorted(ids)
+        assert balance(stats) == 0 and spool_segments(tmp_path) == []
+
+
 class TestCrash:
     @pytest.mark.parametrize(("child_target", "mode"), [
         ("blackhole", "object"), ("blackhole", "batch"), ("live", "object"),
@@ -331,6 +352,17 @@ class TestDeadLetters:
 
 
 class TestReplay:
+    def test_replay_refuses_a_missing_directory_and_a_missing_bucket(
+        self, tmp_path: Path
+    ) -> None:
+        """A disabled handler would upload nothing and claim success: replay says why, exit 2."""
+        env = {k: v for k, v in os.environ.items() if k != "ANALYTICS_S3_BUCKET"}
+        missing = cli("replay", str(tmp_path / "nope"), "--bucket", "b", env=env)
+        no_bucket = cli("replay", str(tmp_path), env=env)
+        assert (missing.returncode, no_bucket.returncode) == (2, 2)
+        assert "does not exist" in missing.stderr
+        assert "no bucket" in no_bucket.stderr
+
     def test_replay_in_object_mode_delivers_a_spool_written_in_batch_mode(
         self, tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str,
     ) -> None:

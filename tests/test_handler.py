@@ -294,7 +294,7 @@ class TestEncodeFailures:
         cyclic["self"] = cyclic
         handler.handle(record(cyclic))
         handler.handle(record({"session_id": "fine"}))
-        assert handler.flush(timeout=30)
+        assert handler.flush(timeout=30) is False  # the cyclic record was not delivered
         assert "--- Logging error ---" in capfd.readouterr().err
         stats = handler.stats()
         assert stats["dead_lettered"] == 1
@@ -319,7 +319,7 @@ class TestEncodeFailures:
         cyclic.append(cyclic)
         handler, fake = make_handler()
         handler.handle(record({"session_id": "h", "x": cyclic}))
-        assert handler.flush(timeout=30)
+        assert handler.flush(timeout=30) is False
         assert "--- Logging error ---" in capfd.readouterr().err
         stats = handler.stats()
         assert stats["dead_letter_reasons"] == {"encode_error": 1}
@@ -415,6 +415,25 @@ class TestLimits:
         assert stats["dead_letter_reasons"] == {"too_large": 1}
         assert fake.puts == []
         assert balance(stats) == 0
+
+    def test_flush_reports_a_record_dead_lettered_at_emit(self, make_handler: MakeHandler) -> None:
+        """flush() is True only if all were delivered: a record refused by emit() counts."""
+        handler, fake = make_handler(max_record_bytes=50)
+        handler.handle(record({"session_id": "ok"}))
+        handler.handle(record({"session_id": "big", "pad": "x" * 100}))
+        assert handler.flush(timeout=30) is False
+        assert [p.record_id for p in fake.puts] == ["ok"]
+        handler.handle(record({"session_id": "later"}))
+        assert handler.flush(timeout=30) is True  # the loss was reported once
+
+    @pytest.mark.parametrize("mode", ["object", "batch"])
+    def test_a_prefix_too_long_for_s3_keys_fails_at_construction(
+        self, make_handler: MakeHandler, mode: str
+    ) -> None:
+        """S3 keys stop at 1,024 bytes: an overlong prefix is refused up front in both modes,
+        not per record or when a batch is cut."""
+        with pytest.raises(ValueError, match="1024 bytes"):
+            make_handler(prefix="p" * 1000, mode=mode)
 
     def test_stats_has_the_documented_counters(self, make_handler: MakeHandler) -> None:
         """stats() returns at least the counters the issue names, as a plain dict copy."""
