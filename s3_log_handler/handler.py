@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -85,6 +86,14 @@ class S3Handler(logging.Handler):
         _LIVE_HANDLERS.add(self)
 
     # -- logging.Handler -------------------------------------------------------------------
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Skip the handler's own and the AWS stack's records before taking the handler lock:
+        ``logging.shutdown()`` holds that lock while ``flush()`` waits for the very threads
+        that log them (botocore's "Found credentials", our failure reports)."""
+        if is_internal_record(record):
+            return False
+        return super().handle(record)
+
     def emit(self, record: logging.LogRecord) -> None:
         """Snapshot and enqueue ``record``'s payload. Never blocks on I/O, never raises."""
         try:
@@ -103,7 +112,8 @@ class S3Handler(logging.Handler):
             return True
         if _inside_logging_config():
             timeout = 0.0  # waiting could only stall: see _close_when_config_done
-        return self._worker.flush(self.config.close_timeout if timeout is None else timeout)
+        return self._worker.flush(self.config.close_timeout if timeout is None else timeout,
+                                  at_shutdown=timeout is None)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing is queued or spooled, recovered records
@@ -136,7 +146,9 @@ class S3Handler(logging.Handler):
 
     def _close_later(self) -> bool:
         try:
-            threading.Thread(target=self._close_when_config_done, daemon=True,
+            # Not a daemon: dictConfig took this handler off logging's exit list, so exit
+            # must wait (at most close_timeout) for this close, or what it holds is lost.
+            threading.Thread(target=self._close_when_config_done, daemon=False,
                              name="s3-log-handler-close").start()
         except RuntimeError:  # interpreter shutdown: no new threads
             return False
@@ -199,22 +211,24 @@ class S3Handler(logging.Handler):
     def _snapshot(self, record: logging.LogRecord, payload: object, record_id: str) -> (
         Entry | None
     ):
+        # A filter may have set any created; a non-finite one has no partition.
+        created = record.created if math.isfinite(record.created) else time.time()
         key = None
         if self.config.mode == "object":
             key = render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
-                             partition=Partition.of(record.created), record_id=record_id)
+                             partition=Partition.of(created), record_id=record_id)
         try:
             line = json_line(payload)
         except EncodeError:
             body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._delivery.dead_letter([Entry(body, record.created, record_id, key)],
+            self._delivery.dead_letter([Entry(body, created, record_id, key)],
                                        "encode_error", source="emitted")
             self._worker.count_refused()
             self.handleError(record)
             return None
         if line.fallbacks:
             self._counters.add(fallbacks=line.fallbacks)
-        entry = Entry(line.body, record.created, record_id, key)
+        entry = Entry(line.body, created, record_id, key)
         if entry.size > self.config.max_record_bytes:
             self._delivery.dead_letter([entry], "too_large", source="emitted")
             self._worker.count_refused()

@@ -5,6 +5,7 @@ Not thread-safe on its own: the worker calls it under its lock.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 
 
@@ -20,8 +21,9 @@ class PendingRecords:
         self._heap: list[int] = []
         self._settled: set[int] = set()
         self._next = 0
-        self._last_loss = -1
-        self._reported_upto = -1
+        #: Numbers of lost records not yet reported by a flush, sorted.
+        self._losses: list[int] = []
+        self.reported_upto = -1
 
     def add(self) -> int:
         """Number a new record; it is pending until :meth:`settle` is called with its number."""
@@ -42,8 +44,9 @@ class PendingRecords:
         """
         tracked = [s for s in seqs if s >= 0]
         self._settled.update(tracked)
-        if lost and tracked:
-            self._last_loss = max(self._last_loss, *tracked)
+        if lost:
+            for seq in tracked:
+                bisect.insort(self._losses, seq)
         while self._heap and self._heap[0] in self._settled:
             self._settled.discard(heapq.heappop(self._heap))
 
@@ -51,9 +54,12 @@ class PendingRecords:
         """True while some record numbered ``<= mark`` has no outcome yet."""
         return bool(self._heap) and self._heap[0] <= mark
 
-    def all_delivered(self, mark: int) -> bool:
-        """Once nothing up to ``mark`` is pending: True if none of those records since the
-        previous successful call was lost. Records the mark as reported."""
-        ok = not (self._reported_upto < self._last_loss <= mark)
-        self._reported_upto = max(self._reported_upto, mark)
+    def all_delivered(self, mark: int, since: int) -> bool:
+        """Once nothing up to ``mark`` is pending: True if no record numbered in
+        (``since``, ``mark``] was lost. ``since`` is :attr:`reported_upto` as the caller saw it
+        when it started; losses up to ``mark`` count as reported from now on."""
+        reported = bisect.bisect_right(self._losses, mark)
+        ok = bisect.bisect_right(self._losses, since) == reported
+        del self._losses[:reported]
+        self.reported_upto = max(self.reported_upto, mark)
         return ok

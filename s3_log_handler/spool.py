@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import threading
 import time
@@ -75,7 +76,11 @@ def _header(raw: bytes) -> dict[str, Any] | None:
         meta = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return meta if isinstance(meta, dict) and {"t", "i", "k"} <= meta.keys() else None
+    if not isinstance(meta, dict) or not {"t", "i", "k"} <= meta.keys():
+        return None
+    created = meta["t"]
+    valid = isinstance(created, int | float) and math.isfinite(created)
+    return meta if valid else None
 
 
 class Spool:
@@ -92,6 +97,7 @@ class Spool:
         self._lock = threading.Lock()
         self._segments: dict[str, _Segment] = {}
         self._active: _Segment | None = None
+        self._closed = False
         self._last_sync = time.monotonic()
         os.makedirs(self.dead_dir, exist_ok=True)
 
@@ -176,6 +182,8 @@ class Spool:
         loaded: list[Entry] = []
         budget = max_bytes
         with self._lock:
+            if self._closed:
+                return loaded
             if self._active is not None and self._active.disk_only:
                 self._seal(self._active)
             for segment in sorted(self._segments.values(), key=lambda s: s.name):
@@ -208,6 +216,8 @@ class Spool:
                 continue
             name = name.removesuffix(SEGMENT_SUFFIX)
             with self._lock:
+                if self._closed:
+                    break
                 if name in self._segments:
                     continue
                 segment = self._try_lock(name)
@@ -227,7 +237,7 @@ class Spool:
     def _try_lock(self, name: str) -> _Segment | None:
         try:
             fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, or out of descriptors: try again next round
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -241,7 +251,17 @@ class Spool:
 
     # -- dead letters --------------------------------------------------------------------
     def dead_letter(self, entry: Entry, reason: str) -> bool:
-        """Keep ``entry`` in ``dead/`` with ``reason``; False when the area is full or fails."""
+        """Keep ``entry`` in ``dead/`` with ``reason``; False when the area is full or fails.
+
+        Either way its spool line is released: a dead letter is final, never re-sent.
+        """
+        try:
+            return self._write_dead_letter(entry, reason)
+        finally:
+            if entry.ref is not None:
+                self.resolve(entry.ref)
+
+    def _write_dead_letter(self, entry: Entry, reason: str) -> bool:
         try:
             if len(os.listdir(self.dead_dir)) >= DEAD_LETTER_CAP:
                 return False
@@ -257,14 +277,13 @@ class Spool:
                 f.write(orjson.dumps(document))
         except OSError:
             return False
-        if entry.ref is not None:
-            self.resolve(entry.ref)
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
         """Seal and unlock every segment; what is not delivered stays on disk for replay."""
         with self._lock:
+            self._closed = True
             if self._active is not None:
                 self._seal(self._active)
             for segment in list(self._segments.values()):

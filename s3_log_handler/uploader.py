@@ -59,11 +59,11 @@ _CLIENT_SIDE_CONFIG_ERRORS = (
 _TRANSIENT_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
     "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "OperationAborted",
+    "BadDigest", "InvalidDigest",  # the body was damaged on the way: send it again
 })
-_REJECTED_CODES = frozenset({
-    "EntityTooLarge", "KeyTooLongError", "InvalidArgument", "MalformedXML", "InvalidDigest",
-    "BadDigest", "MetadataTooLarge", "InvalidStorageClass", "AccessControlListNotSupported",
-})
+#: Only what is wrong with this one object; settings errors (ACLs, SSE, storage class) hit
+#: every record alike and are configuration errors: keep the data, report, retry slowly.
+_REJECTED_CODES = frozenset({"EntityTooLarge", "KeyTooLongError", "MetadataTooLarge"})
 _CREDENTIAL_CODES = frozenset({
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
     "TokenRefreshRequired", "NoCredentials",

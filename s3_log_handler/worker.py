@@ -7,6 +7,7 @@ the pid that started them, and are daemons: exit is driven by ``logging.shutdown
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from collections import deque
 from .batch import BatchAccumulator
 from .counters import Counters
 from .delivery import Delivery, Job
-from .diagnostics import logger, mark_internal_thread
+from .diagnostics import ReportOnce, logger, mark_internal_thread
 from .pending import PendingRecords
 from .records import Entry
 from .settings import HandlerConfig
@@ -67,6 +68,7 @@ class DeliveryWorker:
         self._inline = False
         self._closed = False
         self._pid = os.getpid()
+        self._reports = ReportOnce()
 
     # -- caller side ---------------------------------------------------------------------
     def submit(self, entry: Entry) -> str | None:
@@ -115,14 +117,18 @@ class DeliveryWorker:
             self._pending.settle([self._pending.add()], lost=True)
 
     # -- flush and close -----------------------------------------------------------------
-    def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until every record reserved before the call is settled.
+    def flush(self, timeout: float, *, at_shutdown: bool = False) -> bool:
+        """Wait up to ``timeout`` seconds until every record submitted before the call is
+        settled; True only if all of them were delivered. Open batches are cut at once.
 
-        Open batches are cut at once. True only if all of them were delivered.
+        ``at_shutdown`` marks the argument-less flush that ``logging.shutdown()`` makes just
+        before ``close()``: if it times out, that close does not wait a second time. After
+        close nothing more can settle, so a flush then does not wait.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (0.0 if self._closed else timeout)
         with self._cond:
             mark = self._pending.newest
+            since = self._pending.reported_upto
             self._cut_batches()
             while self._pending.pending_upto(mark):
                 remaining = deadline - time.monotonic()
@@ -133,10 +139,10 @@ class DeliveryWorker:
                 else:
                     self._cond.wait(remaining)
             if self._pending.pending_upto(mark):
-                if timeout > 0:  # a flush that did not wait is no reason for close to skip
+                if at_shutdown and timeout > 0:
                     self._flush_gave_up_at = time.monotonic()
                 return False
-            return self._pending.all_delivered(mark)
+            return self._pending.all_delivered(mark, since)
 
     def cut_batches(self) -> None:
         """Hand every open batch to the upload threads now, whatever its size or age."""
@@ -196,12 +202,21 @@ class DeliveryWorker:
         mark_internal_thread()
         while not self._closed:
             if refills and self._spool is not None:
-                if time.monotonic() >= self._next_adoption:
-                    self.adopt_abandoned()
-                self._refill_from_spool()
+                self._housekeep()
             job = self._take()
             if job is not None:
                 self._work(job)
+
+    def _housekeep(self) -> None:
+        try:
+            if time.monotonic() >= self._next_adoption:
+                self.adopt_abandoned()
+            self._refill_from_spool()
+        except Exception:  # a disk error must not kill the thread: retried next round
+            self._next_adoption = time.monotonic() + _ADOPT_INTERVAL
+            self._reports.report("housekeeping", logging.ERROR,
+                                 "S3Handler could not read its spool %s; will retry",
+                                 self._spool.directory if self._spool else "")
 
     def _sync_spool(self) -> None:
         mark_internal_thread()
@@ -326,9 +341,13 @@ class DeliveryWorker:
         if not entries:
             return
         with self._cond:
+            if self._closed:  # they stay on disk for the next owner
+                return
             for entry in entries:
                 self._memory_bytes += entry.memory_cost
                 self._enqueue(entry)
             self._counters.move("spooled", "queued", len(entries))
+            # A backlog is already late: do not let it wait max_batch_age in an open batch.
+            self._cut_batches()
             self._cond.notify_all()
 
