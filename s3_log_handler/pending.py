@@ -8,6 +8,8 @@ from __future__ import annotations
 import bisect
 import heapq
 
+_MAX_LOSSES = 100_000
+
 
 class PendingRecords:
     """Sequence numbers handed to records, and which of them are settled.
@@ -21,8 +23,9 @@ class PendingRecords:
         self._heap: list[int] = []
         self._settled: set[int] = set()
         self._next = 0
-        #: Numbers of lost records not yet reported by a flush, sorted.
+        #: Numbers of lost records not yet reported by every flush that covers them, sorted.
         self._losses: list[int] = []
+        self._flushes = 0
         self.reported_upto = -1
 
     def add(self) -> int:
@@ -47,6 +50,9 @@ class PendingRecords:
         if lost:
             for seq in tracked:
                 bisect.insort(self._losses, seq)
+            # Without flushes losses would pile up: past the cap the newest are forgotten,
+            # and only a flush covering more than _MAX_LOSSES losses could miss one.
+            del self._losses[_MAX_LOSSES:]
         while self._heap and self._heap[0] in self._settled:
             self._settled.discard(heapq.heappop(self._heap))
 
@@ -54,12 +60,20 @@ class PendingRecords:
         """True while some record numbered ``<= mark`` has no outcome yet."""
         return bool(self._heap) and self._heap[0] <= mark
 
-    def all_delivered(self, mark: int, since: int) -> bool:
-        """Once nothing up to ``mark`` is pending: True if no record numbered in
-        (``since``, ``mark``] was lost. ``since`` is :attr:`reported_upto` as the caller saw it
-        when it started; losses up to ``mark`` count as reported from now on."""
-        reported = bisect.bisect_right(self._losses, mark)
-        ok = bisect.bisect_right(self._losses, since) == reported
-        del self._losses[:reported]
+    def begin_flush(self) -> tuple[int, int]:
+        """Start a flush: its ``(mark, since)``, the range of records it reports on."""
+        self._flushes += 1
+        return self.newest, self.reported_upto
+
+    def end_flush(self, mark: int, since: int, *, drained: bool) -> bool:
+        """End a flush; when everything up to ``mark`` was settled (``drained``), True if no
+        record numbered in (``since``, ``mark``] was lost. Those losses then count as
+        reported, and are forgotten once no other flush still covers them."""
+        self._flushes -= 1
+        if not drained:
+            return False
+        ok = bisect.bisect_right(self._losses, since) == bisect.bisect_right(self._losses, mark)
         self.reported_upto = max(self.reported_upto, mark)
+        if self._flushes == 0:
+            del self._losses[:bisect.bisect_right(self._losses, self.reported_upto)]
         return ok

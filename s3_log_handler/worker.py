@@ -127,8 +127,7 @@ class DeliveryWorker:
         """
         deadline = time.monotonic() + (0.0 if self._closed else timeout)
         with self._cond:
-            mark = self._pending.newest
-            since = self._pending.reported_upto
+            mark, since = self._pending.begin_flush()
             self._cut_batches()
             while self._pending.pending_upto(mark):
                 remaining = deadline - time.monotonic()
@@ -138,11 +137,10 @@ class DeliveryWorker:
                     self._deliver_inline()
                 else:
                     self._cond.wait(remaining)
-            if self._pending.pending_upto(mark):
-                if at_shutdown and timeout > 0:
-                    self._flush_gave_up_at = time.monotonic()
-                return False
-            return self._pending.all_delivered(mark, since)
+            drained = not self._pending.pending_upto(mark)
+            if not drained and at_shutdown and timeout > 0:
+                self._flush_gave_up_at = time.monotonic()
+            return self._pending.end_flush(mark, since, drained=drained)
 
     def cut_batches(self) -> None:
         """Hand every open batch to the upload threads now, whatever its size or age."""

@@ -369,3 +369,24 @@ class TestWithSpool:
         assert stats["spooled"] == 0
         assert list(spool.glob("*.seg")) == []
         assert list((spool / "dead").iterdir()) == []
+
+    def test_records_spilled_to_disk_are_delivered_by_flush_not_after_max_batch_age(
+        self, moto_endpoint: str, s3: Any, bucket: str, analytics_logger: logging.Logger,
+        tmp_path: Path
+    ) -> None:
+        """Memory far smaller than the burst: most records wait on disk, and reloaded ones
+        are cut into batches at once, so flush() delivers all of them well before the
+        60-second batch age."""
+        spool = tmp_path / "spool"
+        handler = batch_handler(moto_endpoint, bucket, spool_dir=str(spool),
+                                max_queue_bytes=200_000, max_batch_age=60)
+        analytics_logger.addHandler(handler)
+        for i in range(1500):
+            emit(analytics_logger, {"session_id": f"s{i}", "pad": "p" * 1000},
+                 created=MIDNIGHT + 3600)
+        assert handler.stats()["spooled"] > 0, "the burst must overflow memory"
+        assert handler.flush(45)
+        ids = sorted(int(r["session_id"][1:]) for o in fetch(s3, bucket) for r in o.records)
+        assert ids == list(range(1500))
+        stats = close_and_check(handler, 1500)
+        assert stats["spooled"] == 0 and list(spool.glob("*.seg")) == []

@@ -435,6 +435,31 @@ class TestLimits:
         with pytest.raises(ValueError, match="1024 bytes"):
             make_handler(prefix="p" * 1000, mode=mode)
 
+    @pytest.mark.parametrize("mode", ["object", "batch"])
+    def test_a_record_with_a_non_finite_time_still_gets_a_partition(
+        self, make_handler: MakeHandler, mode: str
+    ) -> None:
+        """A filter may set any created: an infinite one is filed under the current time
+        instead of wedging the queue."""
+        handler, fake = make_handler(mode=mode)
+        broken = record({"session_id": "inf"})
+        broken.created = float("inf")
+        handler.handle(broken)
+        assert handler.flush(timeout=30) is True
+        assert len(fake.puts) == 1
+        assert balance(handler.stats()) == 0
+
+    def test_flush_after_close_does_not_wait(self, make_handler: MakeHandler) -> None:
+        """Once closed nothing more can settle: a flush answers at once (no second wait)."""
+        handler, fake = make_handler(close_timeout=0.3)
+        fake.gate.clear()
+        handler.handle(record({"session_id": "stuck"}))
+        handler.close()
+        started = time.monotonic()
+        assert handler.flush(timeout=30) is False
+        assert time.monotonic() - started < 5  # far below the 30 s asked for
+        fake.gate.set()
+
     def test_stats_has_the_documented_counters(self, make_handler: MakeHandler) -> None:
         """stats() returns at least the counters the issue names, as a plain dict copy."""
         handler, _ = make_handler()

@@ -1,0 +1,64 @@
+"""PendingRecords: what flush() knows about records that still await an outcome."""
+
+from __future__ import annotations
+
+from s3_log_handler.pending import PendingRecords
+
+
+def flush_now(pending: PendingRecords) -> bool:
+    """A flush that starts and ends at once (everything already settled)."""
+    mark, since = pending.begin_flush()
+    return pending.end_flush(mark, since, drained=not pending.pending_upto(mark))
+
+
+class TestPendingRecords:
+    def test_pending_until_every_record_up_to_the_mark_is_settled(self) -> None:
+        """Out-of-order outcomes: the mark clears only once all records up to it settle."""
+        pending = PendingRecords()
+        first, second, third = pending.add(), pending.add(), pending.add()
+        pending.settle([second], lost=False)
+        assert pending.pending_upto(second)
+        pending.settle([first], lost=False)
+        assert not pending.pending_upto(second)
+        assert pending.pending_upto(third)
+
+    def test_a_loss_below_the_mark_is_reported_even_when_a_later_one_follows(self) -> None:
+        """A loss after the flush's mark must not hide an earlier one before it."""
+        pending = PendingRecords()
+        kept, lost_early = pending.add(), pending.add()
+        mark, since = pending.begin_flush()
+        lost_late = pending.add()
+        pending.settle([lost_early], lost=True)
+        pending.settle([lost_late], lost=True)
+        pending.settle([kept], lost=False)
+        assert not pending.end_flush(mark, since, drained=True)
+        assert not flush_now(pending)  # the late loss, reported by the next flush, once
+        assert flush_now(pending)
+
+    def test_concurrent_flushes_both_see_a_loss_in_their_range(self) -> None:
+        """Two flushes that started together both report a loss both of them cover."""
+        pending = PendingRecords()
+        lost = pending.add()
+        first = pending.begin_flush()
+        second = pending.begin_flush()
+        pending.settle([lost], lost=True)
+        assert not pending.end_flush(*first, drained=True)
+        assert not pending.end_flush(*second, drained=True)
+        assert flush_now(pending)
+
+    def test_a_flush_that_timed_out_reports_false_and_keeps_the_loss(self) -> None:
+        """Not drained: False, and the loss is still reported by the next flush."""
+        pending = PendingRecords()
+        lost, slow = pending.add(), pending.add()
+        pending.settle([lost], lost=True)
+        assert not pending.end_flush(*pending.begin_flush(), drained=False)
+        pending.settle([slow], lost=False)
+        assert not flush_now(pending)
+        assert flush_now(pending)
+
+    def test_recovered_records_are_not_tracked(self) -> None:
+        """Records from another owner's spool (number -1) never block a flush."""
+        pending = PendingRecords()
+        pending.settle([-1], lost=True)
+        assert not pending.pending_upto(10)
+        assert flush_now(pending)
