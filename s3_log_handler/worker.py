@@ -11,20 +11,17 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 
-from .batch import BatchAccumulator
 from .counters import Counters
 from .delivery import Delivery, Job
 from .diagnostics import ReportOnce, logger, mark_internal_thread
+from .jobqueue import JobQueue
 from .pending import PendingRecords
 from .records import Entry
 from .settings import HandlerConfig
 from .spool import FSYNC_INTERVAL, Spool
 from .uploader import Backoff, FailureKind, UploadFailure
 
-#: Longest a worker sleeps before it looks at the spool backlog and fsync schedule again.
-_IDLE_WAKE = 1.0
 #: How often a running handler looks for segments abandoned by dead processes or handlers.
 _ADOPT_INTERVAL = 5.0
 #: A flush that timed out this recently makes close() stop without waiting again.
@@ -54,13 +51,8 @@ class DeliveryWorker:
         """
         c = self._config
         self._cond = threading.Condition()
-        self._ready: deque[Job] = deque()
-        self._batches = (BatchAccumulator(c.max_batch_records, c.max_batch_bytes,
-                                          c.max_batch_age, c.key_template)
-                         if c.mode == "batch" else None)
-        self._memory_bytes = 0
+        self._queue = JobQueue(c, self._delivery)
         self._pending = PendingRecords()
-        self._paused_until = 0.0
         self._flush_gave_up_at = -1e9
         self._next_adoption = 0.0
         self._backoff = Backoff(c.retry_base, c.retry_cap)
@@ -84,12 +76,11 @@ class DeliveryWorker:
             self._start_threads()
             entry.seq = self._pending.add()
             cost = entry.memory_cost
-            if not self._has_room(cost):
+            if not self._queue.has_room(cost):
                 self._cut_batches()  # open batches hold memory that only an upload frees
-            if self._has_room(cost) or self._wait_for_room(cost):
-                self._memory_bytes += cost
+            if self._queue.has_room(cost) or self._wait_for_room(cost):
                 self._counters.arrive("emitted", "queued")
-                if self._enqueue(entry):
+                if self._queue.put(entry, time.monotonic()):
                     # Waking a thread per record would cost every caller a GIL hand-off.
                     self._cond.notify()
                 return None
@@ -133,7 +124,7 @@ class DeliveryWorker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if self._inline and self._ready:
+                if self._inline and self._queue.has_ready:
                     self._deliver_inline()
                 else:
                     self._cond.wait(remaining)
@@ -161,10 +152,8 @@ class DeliveryWorker:
         with self._cond:
             if self._closed:
                 return
-            self._cut_batches()
             self._closed = True
-            leftovers = list(self._ready)
-            self._ready.clear()
+            leftovers = self._queue.take_all()
             self._cond.notify_all()
         kept, lost = self._abandon(leftovers)
         in_flight = self._counters.get("queued")
@@ -225,30 +214,11 @@ class DeliveryWorker:
 
     def _take(self) -> Job | None:
         with self._cond:
-            job = self._pop_ready()
+            job = self._queue.pop_ready(time.monotonic())
             if job is None and not self._closed:
-                self._cond.wait(self._idle_wait())
-                job = self._pop_ready()
+                self._cond.wait(self._queue.idle_wait(time.monotonic()))
+                job = self._queue.pop_ready(time.monotonic())
             return job
-
-    def _pop_ready(self) -> Job | None:
-        now = time.monotonic()
-        if self._batches is not None:
-            for batch in self._batches.due(now):
-                self._ready.append(self._delivery.batch_job(batch))
-        if self._ready and now >= self._paused_until:
-            return self._ready.popleft()
-        return None
-
-    def _idle_wait(self) -> float:
-        now = time.monotonic()
-        wait = _IDLE_WAKE
-        if self._ready:
-            wait = min(wait, self._paused_until - now)
-        if self._batches is not None:
-            due = self._batches.seconds_until_due(now)
-            wait = wait if due is None else min(wait, due)
-        return max(wait, 0.001)
 
     def _work(self, job: Job) -> None:
         try:
@@ -258,7 +228,7 @@ class DeliveryWorker:
             failure = UploadFailure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), "")
         with self._cond:
             if failure is None or failure.kind is FailureKind.REJECTED:
-                self._memory_bytes -= job.memory_cost
+                self._queue.release(job)
                 self._pending.settle([e.seq for e in job.entries], lost=failure is not None)
                 if failure is None:
                     self._backoff.reset()
@@ -266,15 +236,16 @@ class DeliveryWorker:
                 return
             if not self._closed:
                 self._counters.add(retries=1)
-                self._ready.appendleft(job)
                 pause = (self._config.config_error_retry if failure.kind is FailureKind.CONFIG
                          else self._backoff.delay())
-                self._paused_until = max(self._paused_until, time.monotonic() + pause)
+                self._queue.retry_later(job, time.monotonic() + pause)
                 return
         self._abandon([job])
 
     def _deliver_inline(self) -> None:
-        job = self._ready.popleft()
+        job = self._queue.pop_ready(time.monotonic(), ignore_pause=True)
+        if job is None:
+            return
         self._cond.release()
         try:
             self._work(job)
@@ -282,33 +253,15 @@ class DeliveryWorker:
             self._cond.acquire()
 
     # -- bookkeeping (callers hold self._cond) ----------------------------------------------
-    def _enqueue(self, entry: Entry) -> bool:
-        """Queue ``entry``; True when a worker should wake (a job is ready, or a new batch
-        opened whose age deadline the waiting workers do not know yet)."""
-        if self._batches is None:
-            self._ready.append(self._delivery.object_job(entry))
-            return True
-        opened = self._batches.open_batches
-        full = self._batches.add(entry, time.monotonic())
-        if full is not None:
-            self._ready.append(self._delivery.batch_job(full))
-            return True
-        return self._batches.open_batches > opened
-
     def _cut_batches(self) -> None:
-        if self._batches is not None:
-            for batch in self._batches.drain():
-                self._ready.append(self._delivery.batch_job(batch))
-            self._cond.notify_all()
-
-    def _has_room(self, size: int) -> bool:
-        return self._memory_bytes + size <= self._config.max_queue_bytes or self._memory_bytes == 0
+        self._queue.cut_batches()
+        self._cond.notify_all()
 
     def _wait_for_room(self, size: int) -> bool:
         if self._config.when_full != "block":
             return False
         deadline = time.monotonic() + self._config.block_timeout
-        while not self._has_room(size):
+        while not self._queue.has_room(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -331,7 +284,7 @@ class DeliveryWorker:
         if self._counters.get("spooled") == 0:
             return
         with self._cond:
-            room = self._config.max_queue_bytes // 2 - self._memory_bytes
+            room = self._config.max_queue_bytes // 2 - self._queue.memory_bytes
         if room <= 0:
             return
         assert self._spool is not None
@@ -342,8 +295,7 @@ class DeliveryWorker:
             if self._closed:  # they stay on disk for the next owner
                 return
             for entry in entries:
-                self._memory_bytes += entry.memory_cost
-                self._enqueue(entry)
+                self._queue.put(entry, time.monotonic())
             self._counters.move("spooled", "queued", len(entries))
             # A backlog is already late: do not let it wait max_batch_age in an open batch.
             self._cut_batches()

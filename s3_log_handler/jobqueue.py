@@ -1,0 +1,96 @@
+"""What waits in memory for an upload thread: ready jobs, open batches, and their cost.
+
+Plain data with no lock and no clock of its own: the worker calls it under its lock and
+passes ``now`` in, so it is tested with plain numbers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .batch import BatchAccumulator
+from .delivery import Delivery, Job
+from .records import Entry
+from .settings import HandlerConfig
+
+#: Longest an idle upload thread sleeps before it looks around again (spool backlog, fsync).
+IDLE_WAKE = 1.0
+
+
+class JobQueue:
+    """Jobs ready to upload, open batches (batch mode), the bytes they hold against
+    ``max_queue_bytes``, and the pause every upload thread keeps after a failure."""
+
+    def __init__(self, config: HandlerConfig, delivery: Delivery) -> None:
+        self._config = config
+        self._delivery = delivery
+        self._ready: deque[Job] = deque()
+        self._batches = (BatchAccumulator(config.max_batch_records, config.max_batch_bytes,
+                                          config.max_batch_age, config.key_template)
+                         if config.mode == "batch" else None)
+        self.memory_bytes = 0
+        self.paused_until = 0.0
+
+    @property
+    def has_ready(self) -> bool:
+        """True while some job waits for an upload thread (paused or not)."""
+        return bool(self._ready)
+
+    def has_room(self, cost: int) -> bool:
+        """Whether a record costing ``cost`` bytes fits (one record always fits when empty)."""
+        return self.memory_bytes + cost <= self._config.max_queue_bytes or self.memory_bytes == 0
+
+    def put(self, entry: Entry, now: float) -> bool:
+        """Queue ``entry`` and count its memory; True when an upload thread should wake
+        (a job is ready, or a new batch opened whose age deadline sleepers do not know)."""
+        self.memory_bytes += entry.memory_cost
+        if self._batches is None:
+            self._ready.append(self._delivery.object_job(entry))
+            return True
+        opened = self._batches.open_batches
+        full = self._batches.add(entry, now)
+        if full is not None:
+            self._ready.append(self._delivery.batch_job(full))
+            return True
+        return self._batches.open_batches > opened
+
+    def cut_batches(self) -> None:
+        """Make every open batch a ready job now, whatever its size or age."""
+        if self._batches is not None:
+            for batch in self._batches.drain():
+                self._ready.append(self._delivery.batch_job(batch))
+
+    def pop_ready(self, now: float, *, ignore_pause: bool = False) -> Job | None:
+        """The next job to upload, unless none is ready or a failure pause is still on."""
+        if self._batches is not None:
+            for batch in self._batches.due(now):
+                self._ready.append(self._delivery.batch_job(batch))
+        if self._ready and (ignore_pause or now >= self.paused_until):
+            return self._ready.popleft()
+        return None
+
+    def idle_wait(self, now: float) -> float:
+        """Seconds an idle upload thread may sleep before something becomes due."""
+        wait = IDLE_WAKE
+        if self._ready:
+            wait = min(wait, self.paused_until - now)
+        if self._batches is not None:
+            due = self._batches.seconds_until_due(now)
+            wait = wait if due is None else min(wait, due)
+        return max(wait, 0.001)
+
+    def retry_later(self, job: Job, resume_at: float) -> None:
+        """Put a failed job first in line and pause every upload until ``resume_at``."""
+        self._ready.appendleft(job)
+        self.paused_until = max(self.paused_until, resume_at)
+
+    def release(self, job: Job) -> None:
+        """A job reached its outcome: its records no longer count against memory."""
+        self.memory_bytes -= job.memory_cost
+
+    def take_all(self) -> list[Job]:
+        """Remove and return everything still waiting (open batches included), for close."""
+        self.cut_batches()
+        jobs = list(self._ready)
+        self._ready.clear()
+        return jobs
