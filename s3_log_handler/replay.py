@@ -6,8 +6,7 @@ import logging
 import os
 from typing import Any
 
-import orjson
-
+from .deadletters import replayable_dead_letters
 from .handler import S3Handler
 
 
@@ -41,24 +40,15 @@ def replay(spool_dir: str, *, retry_dead_letters: bool = False, timeout: float =
 
 def _re_emit_dead_letters(handler: S3Handler, dead_dir: str) -> int:
     retried = 0
-    for name in sorted(os.listdir(dead_dir)):
-        path = os.path.join(dead_dir, name)
-        try:
-            with open(path, "rb") as f:
-                letter = orjson.loads(f.read())
-            payload = orjson.loads(letter["body"])
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-        if not isinstance(payload, dict):
-            continue
+    for letter in replayable_dead_letters(dead_dir):
         record = logging.makeLogRecord({
             "name": "analytics.replay", "levelno": logging.INFO, "levelname": "INFO",
-            "msg": "replayed dead letter", "created": float(letter.get("created") or 0.0),
-            handler.config.attribute: payload,
+            "msg": "replayed dead letter", "created": letter.created,
+            handler.config.attribute: letter.payload,
         })
         before = handler.stats()["dead_lettered"]
         handler.handle(record)
         if handler.stats()["dead_lettered"] == before:
-            os.unlink(path)
+            os.unlink(letter.path)
             retried += 1
     return retried

@@ -26,13 +26,12 @@ from typing import Any
 
 import orjson
 
+from .deadletters import write_dead_letter
 from .records import Entry, SpoolRef
 
 SEGMENT_SUFFIX = ".seg"
 #: A segment is sealed (and a new one started) past this size.
 SEGMENT_BYTES = 4 * 1024 * 1024
-#: The dead-letter area keeps at most this many records; past it, records are dropped (counted).
-DEAD_LETTER_CAP = 10_000
 FSYNC_INTERVAL = 1.0
 
 
@@ -256,28 +255,10 @@ class Spool:
         Either way its spool line is released: a dead letter is final, never re-sent.
         """
         try:
-            return self._write_dead_letter(entry, reason)
+            return write_dead_letter(self.dead_dir, entry, reason)
         finally:
             if entry.ref is not None:
                 self.resolve(entry.ref)
-
-    def _write_dead_letter(self, entry: Entry, reason: str) -> bool:
-        try:
-            if len(os.listdir(self.dead_dir)) >= DEAD_LETTER_CAP:
-                return False
-            name = f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:12]}.json"
-            document = {
-                "reason": reason,
-                "key": entry.key,
-                "record_id": entry.record_id,
-                "created": entry.created,
-                "body": entry.body.decode("utf-8", "replace").rstrip("\n"),
-            }
-            with open(os.path.join(self.dead_dir, name), "wb") as f:
-                f.write(orjson.dumps(document))
-        except OSError:
-            return False
-        return True
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:

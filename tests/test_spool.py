@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from s3_log_handler import deadletters
 from s3_log_handler import spool as spool_module
 from s3_log_handler.records import Entry
 from s3_log_handler.spool import Spool, decode_lines, encode_line
@@ -303,7 +304,7 @@ class TestDeadLetters:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Past DEAD_LETTER_CAP files, dead_letter refuses (False) and writes nothing."""
-        monkeypatch.setattr(spool_module, "DEAD_LETTER_CAP", 3)
+        monkeypatch.setattr(deadletters, "DEAD_LETTER_CAP", 3)
         spool = Spool(str(tmp_path))
         assert [spool.dead_letter(entry(n), "encode_error") for n in range(5)] == [
             True, True, True, False, False]
