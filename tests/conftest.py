@@ -71,6 +71,9 @@ class StatsSampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # A loaded machine may finish the work before the sampler woke often: let it take
+        # a few samples of the final state too (bounded), so "every sample" is never empty.
+        wait_until(lambda: len(self.balances) > 20, 10)
         self._stop.set()
         self._thread.join()
 
