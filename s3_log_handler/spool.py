@@ -42,7 +42,11 @@ class _Segment:
     size: int = 0
     total: int = 0
     resolved: int = 0
+    #: Indices of the resolved records: left out when a kept segment is handed on.
+    done: set[int] = field(default_factory=set)
     sealed: bool = False
+    #: Indices of records in an upload right now: a closing owner keeps the lock meanwhile.
+    in_flight: set[int] = field(default_factory=set)
     #: Records held only on disk (spilled, or adopted from a dead owner): index -> seq.
     disk_only: dict[int, int] = field(default_factory=dict)
 
@@ -164,12 +168,28 @@ class Spool:
             if segment is None:
                 return
             segment.resolved += 1
+            segment.done.add(ref.index)
+            segment.in_flight.discard(ref.index)
             if segment is self._active and segment.resolved >= segment.total:
                 # Everything written so far is delivered: start afresh so that a crash
                 # cannot make a later process re-send it.
                 self._seal(segment)
             else:
-                self._delete_if_done(segment)
+                self._finish(segment)
+
+    def uploading(self, refs: list[SpoolRef], *, now: bool) -> None:
+        """Mark records as in an upload (``now``) or no longer (a failed attempt): while any
+        is, ``close`` keeps its segment locked, so the next owner cannot send it again."""
+        with self._lock:
+            for ref in refs:
+                segment = self._segments.get(ref.segment)
+                if segment is None:
+                    continue
+                if now:
+                    segment.in_flight.add(ref.index)
+                else:
+                    segment.in_flight.discard(ref.index)
+                    self._finish(segment)
 
     def backlog(self) -> int:
         """How many records are held only on disk."""
@@ -230,7 +250,7 @@ class Spool:
                         segment.disk_only[index] = -1
                         adopted += 1
                 self._segments[name] = segment
-                self._delete_if_done(segment)
+                self._finish(segment)
         return adopted, torn
 
     def _try_lock(self, name: str) -> _Segment | None:
@@ -262,15 +282,17 @@ class Spool:
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
-        """Seal and unlock every segment; what is not delivered stays on disk for replay."""
+        """Seal every segment and unlock it; what is not delivered stays on disk for replay.
+
+        A segment with uploads still in flight stays locked until they end (``resolve`` or
+        ``release``), so the next owner never re-sends a record that then arrives anyway.
+        """
         with self._lock:
             self._closed = True
             if self._active is not None:
                 self._seal(self._active)
             for segment in list(self._segments.values()):
-                os.close(segment.fd)
-            self._segments.clear()
-            self._active = None
+                self._finish(segment)
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's segments (the parent still owns and locks them)."""
@@ -286,14 +308,39 @@ class Spool:
         segment.sealed = True
         if segment is self._active:
             self._active = None
-        self._delete_if_done(segment)
+        self._finish(segment)
 
-    def _delete_if_done(self, segment: _Segment) -> None:
-        if segment.sealed and segment.resolved >= segment.total:
+    def _finish(self, segment: _Segment) -> None:
+        """Delete a sealed segment whose records are all resolved; after close, unlock (and
+        keep for the next owner) one with no upload in flight."""
+        if not segment.sealed:
+            return
+        done = segment.resolved >= segment.total
+        if not (done or (self._closed and not segment.in_flight)):
+            return
+        if done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(segment.name))
-            os.close(segment.fd)
-            del self._segments[segment.name]
+        elif segment.done:
+            self._compact(segment)
+        os.close(segment.fd)
+        del self._segments[segment.name]
+
+    def _compact(self, segment: _Segment) -> None:
+        """Rewrite a segment handed on to the next owner without its resolved lines, so
+        records delivered before close are never sent again (still locked: no one reads)."""
+        path = self._path(segment.name)
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+        tail = lines.pop()  # b"" after a final newline, else a torn last line (kept as is)
+        kept = b"".join(line + b"\n" for i, line in enumerate(lines)
+                        if i not in segment.done) + tail
+        tmp = os.path.join(self.directory, segment.name + ".compact")
+        with open(tmp, "wb") as f:
+            f.write(kept)
+            if self._fsync != "never":
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def _read(self, segment: _Segment) -> Iterator[tuple[int, Entry | None]]:
         with open(self._path(segment.name), "rb") as f:

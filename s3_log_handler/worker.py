@@ -221,11 +221,16 @@ class DeliveryWorker:
             return job
 
     def _work(self, job: Job) -> None:
+        refs = [e.ref for e in job.entries if e.ref is not None]
+        if refs and self._spool is not None:
+            self._spool.uploading(refs, now=True)
         try:
             failure = self._delivery.attempt(job)
         except Exception as exc:  # a bug must not kill the thread nor lose the records
             logger.exception("S3Handler delivery failed unexpectedly; records kept for retry")
             failure = UploadFailure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), "")
+        if failure is not None and refs and self._spool is not None:
+            self._spool.uploading(refs, now=False)
         with self._cond:
             if failure is None or failure.kind is FailureKind.REJECTED:
                 self._queue.release(job)

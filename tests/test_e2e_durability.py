@@ -172,6 +172,37 @@ class TestOutage:
         assert balance(stats) == 0 and spool_segments(tmp_path) == []
 
 
+    def test_uploads_in_flight_at_close_are_not_sent_again_by_the_next_owner(
+        self, tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str,
+    ) -> None:
+        """Batch mode, a slow S3 and a short close_timeout: the batch in flight at close
+        still lands, and the next handler on the spool does not send it a second time."""
+
+        def slow(request: SeenRequest) -> None:
+            if request.method == "PUT" and ".ndjson" in request.path:
+                time.sleep(1.5)
+            return None
+
+        proxy = FaultProxy(moto_endpoint, inject=slow).start()
+        try:
+            first = S3Handler(bucket, endpoint_url=proxy.endpoint, spool_dir=str(tmp_path),
+                              mode="batch", close_timeout=0.3)
+            ids = [f"inflight-{n}" for n in range(10)]
+            emit(analytics(first), ids)
+            first.close()  # gives up while the batch upload is still in flight
+            assert wait_until(lambda: len(object_keys(s3, bucket)) == 1, 30)
+            second = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(tmp_path),
+                               mode="batch")
+            assert second.wait_idle(30)
+            second.close()
+        finally:
+            proxy.stop()
+        lines = ids_in(read_objects(s3, bucket))
+        assert sorted(lines) == sorted(ids)  # each exactly once
+        assert second.stats()["recovered"] == 0
+        assert spool_segments(tmp_path) == []
+
+
 class TestCrash:
     @pytest.mark.parametrize(("child_target", "mode"), [
         ("blackhole", "object"), ("blackhole", "batch"), ("live", "object"),

@@ -91,7 +91,8 @@ class TestWriteAhead:
         spool.close()
 
     def test_close_leaves_unresolved_records_on_disk(self, tmp_path: Path) -> None:
-        """What is not delivered by close stays for the next start."""
+        """What is not delivered by close stays for the next start; what was delivered is
+        left out, so the next owner never sends it again."""
         spool = Spool(str(tmp_path))
         ref = spool.append(entry(1)).ref
         spool.append(entry(2))
@@ -99,7 +100,11 @@ class TestWriteAhead:
         spool.resolve(ref)
         spool.close()
         [segment] = segments(tmp_path)
-        assert len(segment.read_bytes().splitlines()) == 2
+        [(_, kept)] = list(decode_lines(segment.read_bytes()))
+        assert kept is not None and kept.record_id == entry(2).record_id
+        successor = Spool(str(tmp_path))
+        assert successor.adopt_abandoned()[0] == 1
+        successor.close()
 
     def test_a_full_segment_is_sealed_and_a_new_one_started(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

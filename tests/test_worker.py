@@ -323,7 +323,8 @@ class TestClose:
     def test_spooled_leftovers_stay_on_disk_for_the_next_start(
         self, make_rig: Any, tmp_path: Path,
     ) -> None:
-        """With a spool, undelivered records are counted spooled and adopted by a new spool."""
+        """With a spool, undelivered records are counted spooled and adopted by a new spool
+        once the upload still in flight at close has ended: that one is never sent twice."""
         rig = make_rig(workers=1, spool=True)
         rig.uploader.gate.clear()
         for n in range(3):
@@ -334,7 +335,11 @@ class TestClose:
         stats = rig.stats()
         assert (stats["spooled"], stats["queued"], stats["dropped"]) == (2, 1, 0)
         successor = Spool(str(tmp_path))
-        assert successor.adopt_abandoned()[0] == 3  # the one in flight is not yet confirmed
+        # While an upload of it is in flight the segment stays locked: nobody may re-send it.
+        assert successor.adopt_abandoned()[0] == 0
+        rig.uploader.gate.set()
+        assert wait_until(lambda: rig.stats()["delivered"] == 1)
+        assert wait_until(lambda: successor.adopt_abandoned()[0] == 2)  # the other two only
         successor.close()
 
     def test_close_is_idempotent_and_later_submits_are_refused(self, make_rig: Any) -> None:
