@@ -15,19 +15,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import math
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
 
 from .deadletters import write_dead_letter
 from .records import Entry, SpoolRef
+from .segment_lines import decode_lines, encode_line, without_lines
 
 SEGMENT_SUFFIX = ".seg"
 #: A segment is sealed (and a new one started) past this size.
@@ -49,41 +46,6 @@ class _Segment:
     in_flight: set[int] = field(default_factory=set)
     #: Records held only on disk (spilled, or adopted from a dead owner): index -> seq.
     disk_only: dict[int, int] = field(default_factory=dict)
-
-
-def encode_line(entry: Entry) -> bytes:
-    """One spool line for ``entry`` (the body already ends in ``\\n`` and holds no tab)."""
-    header = orjson.dumps({"k": entry.key, "i": entry.record_id, "t": entry.created})
-    return header + b"\t" + entry.body
-
-
-def decode_lines(data: bytes) -> Iterator[tuple[int, Entry | None]]:
-    """Parse a segment's bytes into ``(index, entry)``; ``entry`` is ``None`` for a torn line."""
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    last = len(lines) - 1
-    for index, line in enumerate(lines):
-        header, sep, body = line.partition(b"\t")
-        meta = _header(header) if sep and (index < last or data.endswith(b"\n")) else None
-        if meta is None:
-            yield index, None
-            continue
-        key = meta["k"]
-        yield index, Entry(body + b"\n", float(meta["t"]), str(meta["i"]),
-                           key if isinstance(key, str) else None)
-
-
-def _header(raw: bytes) -> dict[str, Any] | None:
-    try:
-        meta = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(meta, dict) or not {"t", "i", "k"} <= meta.keys():
-        return None
-    created = meta["t"]
-    valid = isinstance(created, int | float) and math.isfinite(created)
-    return meta if valid else None
 
 
 class Spool:
@@ -331,10 +293,7 @@ class Spool:
         records delivered before close are never sent again (still locked: no one reads)."""
         path = self._path(segment.name)
         with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
-        tail = lines.pop()  # b"" after a final newline, else a torn last line (kept as is)
-        kept = b"".join(line + b"\n" for i, line in enumerate(lines)
-                        if i not in segment.done) + tail
+            kept = without_lines(f.read(), segment.done)
         tmp = os.path.join(self.directory, segment.name + ".compact")
         with open(tmp, "wb") as f:
             f.write(kept)

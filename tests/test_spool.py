@@ -15,7 +15,8 @@ import pytest
 from s3_log_handler import deadletters
 from s3_log_handler import spool as spool_module
 from s3_log_handler.records import Entry
-from s3_log_handler.spool import Spool, decode_lines, encode_line
+from s3_log_handler.segment_lines import decode_lines, encode_line, without_lines
+from s3_log_handler.spool import Spool
 
 CHILD = Path(__file__).parent / "children" / "durability_child.py"
 
@@ -341,3 +342,12 @@ class TestDiskFull:
         assert [(i, e.record_id if e else None) for i, e in decoded] == [(0, "s-1"), (1, "s-3")]
         assert third.ref.index == 1
         spool.close()
+
+
+class TestWithoutLines:
+    def test_leaves_out_the_given_lines_and_keeps_a_torn_tail(self) -> None:
+        """Resolved lines go; the others keep their order; a torn last line stays as is."""
+        data = b"a\nb\nc\ntorn"
+        assert without_lines(data, {0, 2}) == b"b\ntorn"
+        assert without_lines(b"a\nb\n", {1}) == b"a\n"
+        assert without_lines(b"a\nb\n", {0, 1}) == b""
