@@ -182,8 +182,7 @@ class S3Handler(logging.Handler):
 
     # -- the emit path -------------------------------------------------------------------
     def _ship(self, record: logging.LogRecord) -> None:
-        if is_internal_record(record):
-            return
+        # Internal records never get here: handle() drops them before taking the lock.
         payload = getattr(record, self.config.attribute, None)
         if payload is None or not self.config.enabled:
             self._counters.arrive("emitted", "ignored")
@@ -221,23 +220,24 @@ class S3Handler(logging.Handler):
             line = json_line(payload)
         except EncodeError:
             body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._delivery.dead_letter([Entry(body, created, record_id, key)],
-                                       "encode_error", source="emitted")
-            self._worker.count_refused()
+            self._dead_letter_at_emit(Entry(body, created, record_id, key), "encode_error")
             self.handleError(record)
             return None
         if line.fallbacks:
             self._counters.add(fallbacks=line.fallbacks)
         entry = Entry(line.body, created, record_id, key)
         if entry.size > self.config.max_record_bytes:
-            self._delivery.dead_letter([entry], "too_large", source="emitted")
-            self._worker.count_refused()
+            self._dead_letter_at_emit(entry, "too_large")
             self._reports.report("too_large", logging.ERROR,
                                  "analytics record %s is %d bytes, over max_record_bytes=%d; "
                                  "dead-lettered", record_id, entry.size,
                                  self.config.max_record_bytes)
             return None
         return entry
+
+    def _dead_letter_at_emit(self, entry: Entry, reason: str) -> None:
+        self._delivery.dead_letter([entry], reason, source="emitted")
+        self._worker.count_refused()  # so that flush() reports it as not delivered
 
     def _write_ahead(self, entry: Entry) -> Entry:
         if self._spool is None:
