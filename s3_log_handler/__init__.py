@@ -4,9 +4,9 @@ Public names: :class:`S3Handler`, :class:`AnalyticsJsonFormatter`, :func:`cloudw
 :func:`configure`.
 """
 
-from .cloudwatch import cloudwatch_handler
-from .config import configure
-from .formatter import AnalyticsJsonFormatter
-from .handler import S3Handler
+from ._cloudwatch import cloudwatch_handler
+from ._config import configure
+from ._formatter import AnalyticsJsonFormatter
+from ._handler import S3Handler
 
 __all__ = ["AnalyticsJsonFormatter", "S3Handler", "cloudwatch_handler", "configure"]

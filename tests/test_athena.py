@@ -15,16 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import expressions as exp
 
-from s3_log_handler.athena import (
+from s3_log_handler._athena import (
     DEFAULT_SESSION_COLUMNS,
     JSON_SERDE,
     athena_ddl,
     athena_type,
     infer_columns,
 )
-from s3_log_handler.cli import main
-from s3_log_handler.keys import Partition, render_key
-from s3_log_handler.settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
+from s3_log_handler._cli import main
+from s3_log_handler._keys import Partition, render_key
+from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
 
 PLAN_PAYLOAD = {
     "session_id": "rm_abc123",

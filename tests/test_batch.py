@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import calendar
 
-from s3_log_handler.batch import Batch, BatchAccumulator
-from s3_log_handler.keys import Partition
-from s3_log_handler.records import Entry
-from s3_log_handler.settings import BATCH_KEY_TEMPLATE
+from s3_log_handler._batch import Batch, BatchAccumulator
+from s3_log_handler._keys import Partition
+from s3_log_handler._records import Entry
+from s3_log_handler._settings import BATCH_KEY_TEMPLATE
 
 #: 2024-03-01T00:00:00Z, a midnight to cross.
 MIDNIGHT = float(calendar.timegm((2024, 3, 1, 0, 0, 0)))

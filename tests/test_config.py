@@ -10,7 +10,7 @@ import pytest
 from conftest import Collect
 
 from s3_log_handler import S3Handler, configure
-from s3_log_handler.config import (
+from s3_log_handler._config import (
     ConfigError,
     MissingVariableError,
     default_config,

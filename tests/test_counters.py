@@ -12,10 +12,10 @@ import pytest
 from conftest import StatsSampler
 
 from s3_log_handler import S3Handler
+from s3_log_handler._records import Entry
+from s3_log_handler._spool import Spool
+from s3_log_handler._uploader import FailureKind, S3Uploader, UploadFailure
 from s3_log_handler.counters import OUTCOMES, SOURCES, Counters, balance
-from s3_log_handler.records import Entry
-from s3_log_handler.spool import Spool
-from s3_log_handler.uploader import FailureKind, S3Uploader, UploadFailure
 
 
 class TestCounters:

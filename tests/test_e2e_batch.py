@@ -24,8 +24,8 @@ from conftest import wait_until
 from servers import FaultProxy, SeenRequest, s3_error
 
 from s3_log_handler import S3Handler
+from s3_log_handler._keys import Partition
 from s3_log_handler.counters import balance
-from s3_log_handler.keys import Partition
 
 CHILD = Path(__file__).parent / "children" / "batch_emit.py"
 #: 2024-03-01T00:00:00Z: records are stamped either side of it.

@@ -28,8 +28,8 @@ from conftest import wait_until
 from servers import BlackholeServer, FaultProxy, SeenRequest, s3_error
 
 from s3_log_handler import S3Handler
+from s3_log_handler._keys import Partition
 from s3_log_handler.counters import balance
-from s3_log_handler.keys import Partition
 
 NEW_YEARS_EVE = float(calendar.timegm((2021, 12, 31, 23, 30, 0)))
 PARTITION = "sessions/year=2021/month=12/day=31/"

@@ -17,10 +17,10 @@ import watchtower
 from conftest import read_objects, wait_until
 
 from s3_log_handler import S3Handler, configure
+from s3_log_handler._demo import run_demo
+from s3_log_handler._demo_payloads import make_sessions
+from s3_log_handler._keys import Partition
 from s3_log_handler.counters import balance
-from s3_log_handler.demo import run_demo
-from s3_log_handler.demo_payloads import make_sessions
-from s3_log_handler.keys import Partition
 
 REPO_YAML = Path(__file__).resolve().parents[1] / "logging.yaml"
 METADATA = {"timestamp", "level", "logger", "message", "_event_type", "_session_id"}

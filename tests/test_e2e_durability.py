@@ -89,7 +89,7 @@ def spool_segments(spool_dir: Path) -> list[Path]:
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "s3_log_handler.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "s3_log_handler._cli", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3_log_handler.encode import EncodeError, json_line, make_codec
+from s3_log_handler._encode import EncodeError, json_line, make_codec
 
 #: JSON-native payloads (ints inside orjson's 64-bit range).
 JSON_VALUES = st.recursive(

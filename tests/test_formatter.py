@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from s3_log_handler import AnalyticsJsonFormatter
-from s3_log_handler.encode import json_line
-from s3_log_handler.redact import keyed_hash
+from s3_log_handler._encode import json_line
+from s3_log_handler._redact import keyed_hash
 
 PAYLOAD: dict[str, Any] = {
     "session_id": "rm_abc123",

@@ -16,11 +16,11 @@ import pytest
 from conftest import wait_until
 
 from s3_log_handler import S3Handler
-from s3_log_handler import handler as handler_module
+from s3_log_handler import _handler as handler_module
+from s3_log_handler._diagnostics import mark_internal_thread
+from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._uploader import UploadFailure
 from s3_log_handler.counters import balance
-from s3_log_handler.diagnostics import mark_internal_thread
-from s3_log_handler.settings import HandlerConfig
-from s3_log_handler.uploader import UploadFailure
 
 NEW_YEARS_EVE = float(calendar.timegm((2021, 12, 31, 23, 30, 0)))
 PARTITION = "sessions/year=2021/month=12/day=31/"
@@ -221,7 +221,7 @@ class TestIgnoredRecords:
 
     @pytest.mark.parametrize("name", ["botocore", "botocore.endpoint", "boto3.resources",
                                       "urllib3.connectionpool", "s3transfer", "s3_log_handler",
-                                      "s3_log_handler.worker"])
+                                      "s3_log_handler._worker"])
     def test_internal_records_are_neither_shipped_nor_counted(
         self, make_handler: MakeHandler, name: str
     ) -> None:

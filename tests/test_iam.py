@@ -9,10 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
-from s3_log_handler.cli import main
-from s3_log_handler.iam import iam_policy, object_arn
-from s3_log_handler.settings import HandlerConfig
-from s3_log_handler.uploader import FailureKind, hint_for
+from s3_log_handler._cli import main
+from s3_log_handler._iam import iam_policy, object_arn
+from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._uploader import FailureKind, hint_for
 
 KMS_KEY = "arn:aws:kms:us-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 #: Actions a run-time writer must never be granted.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from s3_log_handler._delivery import Delivery
+from s3_log_handler._encode import make_codec
+from s3_log_handler._jobqueue import IDLE_WAKE, JobQueue
+from s3_log_handler._records import RECORD_OVERHEAD, Entry
+from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._uploader import S3Uploader
 from s3_log_handler.counters import Counters
-from s3_log_handler.delivery import Delivery
-from s3_log_handler.encode import make_codec
-from s3_log_handler.jobqueue import IDLE_WAKE, JobQueue
-from s3_log_handler.records import RECORD_OVERHEAD, Entry
-from s3_log_handler.settings import HandlerConfig
-from s3_log_handler.uploader import S3Uploader
 
 DAY = 1_700_000_000.0  # any fixed UTC instant
 

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3_log_handler.keys import (
+from s3_log_handler._keys import (
     MAX_ID_CHARS,
     S3_MAX_KEY_BYTES,
     Partition,
     render_key,
     sanitize_id,
 )
-from s3_log_handler.settings import OBJECT_KEY_TEMPLATE
+from s3_log_handler._settings import OBJECT_KEY_TEMPLATE
 
 SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 #: Ids that must be kept as they are (readable keys, joins with the source system).

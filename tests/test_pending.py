@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from s3_log_handler.pending import PendingRecords
+from s3_log_handler._pending import PendingRecords
 
 
 def flush_now(pending: PendingRecords) -> bool:

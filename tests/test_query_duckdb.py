@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from s3_log_handler import S3Handler
-from s3_log_handler.athena import DEFAULT_SESSION_COLUMNS, athena_ddl
+from s3_log_handler._athena import DEFAULT_SESSION_COLUMNS, athena_ddl
 
 #: Three UTC days across a month boundary: zero-padded month and day both change.
 DAYS = [datetime(2025, 10, 31, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC),

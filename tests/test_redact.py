@@ -15,11 +15,12 @@ import pytest
 import watchtower
 from conftest import read_objects, wait_until
 
-from s3_log_handler import S3Handler, redact
-from s3_log_handler.diagnostics import ReportOnce
-from s3_log_handler.formatter import AnalyticsJsonFormatter
-from s3_log_handler.redact import HASH_KEY_VAR, keyed_hash, make_redactor
-from s3_log_handler.settings import HandlerConfig
+from s3_log_handler import S3Handler
+from s3_log_handler import _redact as redact
+from s3_log_handler._diagnostics import ReportOnce
+from s3_log_handler._formatter import AnalyticsJsonFormatter
+from s3_log_handler._redact import HASH_KEY_VAR, keyed_hash, make_redactor
+from s3_log_handler._settings import HandlerConfig
 
 KEY = "test-hash-key-0123456789"
 REDACT = ("user_email", "discovered_signals.contact.phone")

@@ -29,8 +29,8 @@ from conftest import free_port, read_objects, wait_until
 from servers import FaultProxy, SeenRequest, s3_error
 
 from s3_log_handler import S3Handler
+from s3_log_handler._iam import iam_policy
 from s3_log_handler.counters import balance
-from s3_log_handler.iam import iam_policy
 
 OWNER = "111122223333"
 Injector = Callable[[SeenRequest], tuple[int, bytes] | None]

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from s3_log_handler import S3Handler
-from s3_log_handler.settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE, HandlerConfig
+from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE, HandlerConfig
 
 
 def config(env: dict[str, str] | None = None, **kwargs: object) -> HandlerConfig:

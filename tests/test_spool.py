@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from s3_log_handler import deadletters
-from s3_log_handler import spool as spool_module
-from s3_log_handler.records import Entry
-from s3_log_handler.segment_lines import decode_lines, encode_line, without_lines
-from s3_log_handler.spool import Spool
+from s3_log_handler import _deadletters as deadletters
+from s3_log_handler import _spool as spool_module
+from s3_log_handler._records import Entry
+from s3_log_handler._segment_lines import decode_lines, encode_line, without_lines
+from s3_log_handler._spool import Spool
 
 CHILD = Path(__file__).parent / "children" / "durability_child.py"
 

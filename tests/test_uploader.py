@@ -10,8 +10,8 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from s3_log_handler.settings import HandlerConfig
-from s3_log_handler.uploader import FailureKind, classify
+from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._uploader import FailureKind, classify
 
 CONFIG = HandlerConfig.from_kwargs(env={}, bucket="analytics", prefix="sessions")
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from s3_log_handler._delivery import Delivery
+from s3_log_handler._encode import make_codec
+from s3_log_handler._records import RECORD_OVERHEAD, Entry
+from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._spool import Spool
+from s3_log_handler._uploader import Backoff, FailureKind, UploadFailure
+from s3_log_handler._worker import DeliveryWorker
 from s3_log_handler.counters import Counters, balance
-from s3_log_handler.delivery import Delivery
-from s3_log_handler.encode import make_codec
-from s3_log_handler.records import RECORD_OVERHEAD, Entry
-from s3_log_handler.settings import HandlerConfig
-from s3_log_handler.spool import Spool
-from s3_log_handler.uploader import Backoff, FailureKind, UploadFailure
-from s3_log_handler.worker import DeliveryWorker
 
 BODY = 300  # bytes per test record
 #: What one such record counts against max_queue_bytes (body plus per-record overhead).

@@ -27,9 +27,9 @@ import time
 from array import array
 
 from s3_log_handler import S3Handler
+from s3_log_handler._records import Entry
+from s3_log_handler._spool import Spool
 from s3_log_handler.counters import balance
-from s3_log_handler.records import Entry
-from s3_log_handler.spool import Spool
 
 MIB = 1024 * 1024
 

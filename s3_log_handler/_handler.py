@@ -11,17 +11,17 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from ._delivery import Delivery
+from ._diagnostics import ReportOnce, is_internal_record, logger
+from ._encode import EncodeError, json_line, make_codec
+from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
+from ._records import Entry
+from ._redact import make_redactor
+from ._settings import HandlerConfig
+from ._spool import Spool
+from ._uploader import S3Uploader
+from ._worker import DeliveryWorker
 from .counters import Counters
-from .delivery import Delivery
-from .diagnostics import ReportOnce, is_internal_record, logger
-from .encode import EncodeError, json_line, make_codec
-from .keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
-from .records import Entry
-from .redact import make_redactor
-from .settings import HandlerConfig
-from .spool import Spool
-from .uploader import S3Uploader
-from .worker import DeliveryWorker
 
 #: A full queue is warned about at most once per this many seconds.
 _DROP_WARNING_INTERVAL = 60.0

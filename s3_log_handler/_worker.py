@@ -12,15 +12,15 @@ import os
 import threading
 import time
 
+from ._delivery import Delivery, Job
+from ._diagnostics import ReportOnce, logger, mark_internal_thread
+from ._jobqueue import JobQueue
+from ._pending import PendingRecords
+from ._records import Entry
+from ._settings import HandlerConfig
+from ._spool import FSYNC_INTERVAL, Spool
+from ._uploader import Backoff, FailureKind, UploadFailure
 from .counters import Counters
-from .delivery import Delivery, Job
-from .diagnostics import ReportOnce, logger, mark_internal_thread
-from .jobqueue import JobQueue
-from .pending import PendingRecords
-from .records import Entry
-from .settings import HandlerConfig
-from .spool import FSYNC_INTERVAL, Spool
-from .uploader import Backoff, FailureKind, UploadFailure
 
 #: How often a running handler looks for segments abandoned by dead processes or handlers.
 _ADOPT_INTERVAL = 5.0

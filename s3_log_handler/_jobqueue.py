@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from .batch import BatchAccumulator
-from .delivery import Delivery, Job
-from .records import Entry
-from .settings import HandlerConfig
+from ._batch import BatchAccumulator
+from ._delivery import Delivery, Job
+from ._records import Entry
+from ._settings import HandlerConfig
 
 #: Longest an idle upload thread sleeps before it looks around again (spool backlog, fsync).
 IDLE_WAKE = 1.0

@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from .config import ConfigError, configure, default_config
-from .demo_payloads import is_qualified, make_sessions
-from .encode import json_line
-from .handler import S3Handler
-from .keys import sanitize_id
+from ._config import ConfigError, configure, default_config
+from ._demo_payloads import is_qualified, make_sessions
+from ._encode import json_line
+from ._handler import S3Handler
+from ._keys import sanitize_id
 
 analytics_logger = logging.getLogger("analytics")
 

@@ -45,22 +45,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from ._demo import run_demo
 
         return run_demo(sessions=args.sessions, real=args.real)
     if args.command == "athena-ddl":
-        from .athena import athena_ddl
+        from ._athena import athena_ddl
 
         print(athena_ddl(bucket=args.bucket, prefix=args.prefix, table=args.table,
                          database=args.database, mode=args.mode, sample=args.sample))
         return 0
     if args.command == "iam-policy":
-        from .iam import iam_policy
+        from ._iam import iam_policy
 
         print(json.dumps(iam_policy(bucket=args.bucket, prefix=args.prefix,
                                     kms_key=args.kms_key), indent=2))
         return 0
-    from .replay import replay
+    from ._replay import replay
 
     try:
         stats = replay(args.spool_dir, retry_dead_letters=args.dead_letters,

@@ -13,7 +13,7 @@ import watchtower
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .diagnostics import logger, scrub
+from ._diagnostics import logger, scrub
 
 #: One stream per host and process: concurrent writers never share a stream.
 DEFAULT_STREAM_NAME = "{machine_name}-{process_id}"

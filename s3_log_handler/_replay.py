@@ -6,8 +6,8 @@ import logging
 import os
 from typing import Any
 
-from .deadletters import replayable_dead_letters
-from .handler import S3Handler
+from ._deadletters import replayable_dead_letters
+from ._handler import S3Handler
 
 
 def replay(spool_dir: str, *, retry_dead_letters: bool = False, timeout: float = 60.0,

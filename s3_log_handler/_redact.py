@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .diagnostics import ReportOnce
+from ._diagnostics import ReportOnce
 
 HASH_KEY_VAR = "ANALYTICS_HASH_KEY"
 Redactor = Callable[[Any], Any]

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .records import Entry
+from ._records import Entry
 
 #: The dead-letter area keeps at most this many records; past it they are only counted.
 DEAD_LETTER_CAP = 10_000

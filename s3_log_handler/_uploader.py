@@ -27,8 +27,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from .diagnostics import scrub
-from .settings import HandlerConfig
+from ._diagnostics import scrub
+from ._settings import HandlerConfig
 
 
 class FailureKind(enum.Enum):

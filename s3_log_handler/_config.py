@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import logger
+from ._diagnostics import logger
 
 #: The file :func:`configure` reads by default, relative to the current directory.
 DEFAULT_CONFIG = "logging.yaml"

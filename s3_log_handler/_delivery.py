@@ -11,15 +11,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .batch import Batch
+from ._batch import Batch
+from ._diagnostics import ReportOnce, logger
+from ._encode import Codec
+from ._keys import Partition, render_key
+from ._records import Entry
+from ._settings import HandlerConfig
+from ._spool import Spool
+from ._uploader import FailureKind, S3Uploader, UploadFailure
 from .counters import SOURCES, Counters
-from .diagnostics import ReportOnce, logger
-from .encode import Codec
-from .keys import Partition, render_key
-from .records import Entry
-from .settings import HandlerConfig
-from .spool import Spool
-from .uploader import FailureKind, S3Uploader, UploadFailure
 
 
 @dataclass(slots=True)

@@ -22,9 +22,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .deadletters import write_dead_letter
-from .records import Entry, SpoolRef
-from .segment_lines import decode_lines, encode_line, without_lines
+from ._deadletters import write_dead_letter
+from ._records import Entry, SpoolRef
+from ._segment_lines import decode_lines, encode_line, without_lines
 
 SEGMENT_SUFFIX = ".seg"
 #: A segment is sealed (and a new one started) past this size.

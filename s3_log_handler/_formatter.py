@@ -8,9 +8,9 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from .encode import json_line
-from .redact import make_redactor
-from .settings import HandlerConfig
+from ._encode import json_line
+from ._redact import make_redactor
+from ._settings import HandlerConfig
 
 #: ``{"levelname": ..., "name": ..., "message": ...}`` renamed to level/logger/message.
 DEFAULT_FORMAT = "%(levelname)s %(name)s %(message)s"
@@ -32,9 +32,9 @@ class AnalyticsJsonFormatter(JsonFormatter):
     Records without the attribute (or with ``None`` there, which S3Handler ignores too) format
     as ordinary JSON logs (the same fields plus any ``extra``). ``redact_fields`` and
     ``hash_fields`` (a list, or one comma-separated string, of dotted paths) are applied by
-    :func:`s3_log_handler.redact.make_redactor`, the function S3Handler uses, so both sinks
+    :func:`s3_log_handler._redact.make_redactor`, the function S3Handler uses, so both sinks
     hide the same fields. Values without a JSON form are encoded as S3Handler encodes them
-    (:func:`s3_log_handler.encode.json_line`); formatting never changes the record or the
+    (:func:`s3_log_handler._encode.json_line`); formatting never changes the record or the
     caller's payload. Other keyword arguments go to ``JsonFormatter`` (``fmt``,
     ``rename_fields``, ``static_fields``, ``timestamp``, ...).
     """

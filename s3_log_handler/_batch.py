@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .keys import Partition
-from .records import Entry
+from ._keys import Partition
+from ._records import Entry
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .records import Entry
+from ._records import Entry
 
 
 def encode_line(entry: Entry) -> bytes:
