@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["object", "batch"]
 WhenFull = Literal["spool", "drop", "block"]
@@ -70,6 +70,10 @@ class HandlerConfig:
     acl: str | None = None
     redact_fields: tuple[str, ...] = ()
     hash_fields: tuple[str, ...] = ()
+    #: A ``boto3.session.Session`` to create the S3 client from (default: a new one).
+    boto3_session: Any = None
+    #: A ``botocore.config.Config`` merged over the handler's own (it wins where both set).
+    botocore_config: Any = None
 
     @property
     def enabled(self) -> bool:
