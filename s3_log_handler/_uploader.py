@@ -158,22 +158,10 @@ class S3Uploader:
         self._client = None
 
     def client(self) -> Any:
-        """The boto3 S3 client, created once per process."""
+        """The boto3 S3 client, created once per process (see :func:`make_client`)."""
         with self._lock:
             if self._client is None:
-                c = self._config
-                session = boto3.session.Session(profile_name=c.profile_name)
-                self._client = session.client(
-                    "s3",
-                    region_name=c.region_name,
-                    endpoint_url=c.endpoint_url,
-                    config=Config(
-                        retries={"mode": "standard"},
-                        connect_timeout=5,
-                        read_timeout=30,
-                        max_pool_connections=max(10, c.workers),
-                    ),
-                )
+                self._client = make_client(self._config)
             return self._client
 
     def put(self, key: str, body: bytes, *, content_encoding: str | None, record_id: str) -> (
@@ -191,6 +179,58 @@ class S3Uploader:
         except Exception as exc:
             return classify(exc, self._config)
         return None
+
+
+def make_client(config: HandlerConfig) -> Any:
+    """Create the S3 client from the user's AWS objects, or from defaults.
+
+    Which wins where:
+
+    * **Session**: ``boto3_session`` when given (its credentials, profile and region are
+      used as they are; ``profile_name`` is then ignored), else
+      ``boto3.session.Session(profile_name=profile_name)``.
+    * **region_name / endpoint_url**: the handler's settings when set (this includes
+      ``$AWS_REGION``, which settings read when ``$AWS_DEFAULT_REGION`` is unset), else
+      whatever the session and the environment resolve.
+    * **botocore Config**: ours is the base (retries ``mode="standard"``,
+      ``connect_timeout=5``, ``read_timeout=30``, ``max_pool_connections=max(10, workers)``);
+      ``botocore_config`` is merged over it with ``ours.merge(theirs)``, so every option the
+      user set wins (timeouts, proxies, pool size, signature version, ...), and the options
+      they did not set keep our values. ``retries`` is merged key by key: a user's
+      ``retries={"total_max_attempts": 2}`` keeps our ``mode="standard"`` unless they set
+      ``mode`` too.
+
+    The client is created under :class:`S3Uploader`'s lock, so a shared session is only
+    touched by one of our threads at a time.
+    """
+    session = config.boto3_session
+    if session is None:
+        session = boto3.session.Session(profile_name=config.profile_name)
+    kwargs: dict[str, Any] = {"config": client_config(config)}
+    if config.region_name:
+        kwargs["region_name"] = config.region_name
+    if config.endpoint_url:
+        kwargs["endpoint_url"] = config.endpoint_url
+    return session.client("s3", **kwargs)
+
+
+def client_config(config: HandlerConfig) -> Config:
+    """Our botocore Config with the user's ``botocore_config`` merged over it (theirs wins)."""
+    ours = Config(
+        retries={"mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=max(10, config.workers),
+    )
+    theirs: Config | None = config.botocore_config
+    if theirs is None:
+        return ours
+    merged = ours.merge(theirs)
+    their_retries = getattr(theirs, "retries", None)
+    if their_retries:  # merge() replaces the whole dict: keep our mode unless they set one
+        retries: Any = {"mode": "standard", **their_retries}
+        merged = merged.merge(Config(retries=retries))
+    return merged
 
 
 def _static_put_args(config: HandlerConfig) -> dict[str, Any]:

@@ -1,17 +1,26 @@
-"""uploader.classify: what a failed upload means for the records in it."""
+"""uploader: what a failed upload means (classify), and the client built from the user's
+boto3 session and botocore Config."""
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     MissingDependencyException,
     NoCredentialsError,
 )
+from conftest import read_objects
 
+from s3_log_handler import S3Handler
 from s3_log_handler._settings import HandlerConfig
-from s3_log_handler._uploader import FailureKind, classify
+from s3_log_handler._uploader import FailureKind, classify, make_client
 
 CONFIG = HandlerConfig.from_kwargs(env={}, bucket="analytics", prefix="sessions")
 
@@ -55,3 +64,110 @@ class TestClassify:
         """The hint tells the operator exactly what to allow."""
         hint = classify(client_error("AccessDenied", 403), CONFIG).hint
         assert "s3:PutObject" in hint and "arn:aws:s3:::analytics/sessions/*" in hint
+
+
+# -- bring your own boto3 session / botocore Config (watchtower issue #151) ----------------
+
+PAYLOAD = {"session_id": "byo-1", "duration_seconds": 42}
+
+
+def own_session() -> boto3.session.Session:
+    """A user's session with its own (dummy) credentials, distinct from the environment's."""
+    return boto3.session.Session(aws_access_key_id="AKIDBYOSESSION",
+                                 aws_secret_access_key="testing-secret",
+                                 region_name="us-east-1")
+
+
+class SpySession(boto3.session.Session):
+    """A plain boto3 session that keeps the clients it creates, to inspect their config."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[Any] = []
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        self.made.append(super().client(*args, **kwargs))
+        return self.made[-1]
+
+
+class TestBringYourOwnAwsObjects:
+    def test_the_users_session_signs_the_uploads(
+        self, moto_endpoint: str, bucket: str, s3: Any, analytics_logger: logging.Logger
+    ) -> None:
+        """The client comes from the user's session: its event hooks fire and its
+        credentials sign the request that lands in the bucket."""
+        session = own_session()
+        seen: list[str] = []
+
+        def before_send(request: Any, **_: Any) -> None:
+            seen.append(request.headers["Authorization"].decode())
+
+        session.events.register("before-send.s3.PutObject", before_send)
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, boto3_session=session)
+        analytics_logger.addHandler(handler)
+        analytics_logger.info("Session analytics data", extra={"analytics_data": PAYLOAD})
+
+        assert handler.flush(10)
+        assert len(seen) == 1 and "Credential=AKIDBYOSESSION/" in seen[0]
+        objects = read_objects(s3, bucket)
+        assert [json.loads(body) for body in objects.values()] == [PAYLOAD]
+        assert handler.stats()["delivered"] == 1
+
+    def test_the_users_config_wins_where_set_and_ours_fills_the_rest(
+        self, moto_endpoint: str, bucket: str, s3: Any, analytics_logger: logging.Logger
+    ) -> None:
+        """read_timeout and proxies are theirs; retries mode, connect_timeout and pool are
+        ours; records still land over real HTTP (the https proxy is unused for http)."""
+        proxies = {"https": "http://proxy.invalid:3128"}
+        session = SpySession()
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, workers=12, boto3_session=session,
+                            botocore_config=Config(read_timeout=7, proxies=proxies))
+        analytics_logger.addHandler(handler)
+        analytics_logger.info("Session analytics data", extra={"analytics_data": PAYLOAD})
+
+        assert handler.flush(10)
+        [client] = session.made
+        config = client.meta.config
+        assert (config.read_timeout, config.proxies) == (7, proxies)
+        assert config.retries["mode"] == "standard"
+        assert (config.connect_timeout, config.max_pool_connections) == (5, 12)
+        objects = read_objects(s3, bucket)
+        assert len(objects) == 1 and next(iter(objects)).endswith("/byo-1.json.gz")
+
+    def test_retries_merge_key_by_key(self) -> None:
+        """Setting only total_max_attempts keeps our standard mode; a mode they set wins."""
+        only_attempts = make_client(HandlerConfig.from_kwargs(
+            env={}, bucket="b", botocore_config=Config(retries={"total_max_attempts": 2})))
+        assert only_attempts.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+        legacy = make_client(HandlerConfig.from_kwargs(
+            env={}, bucket="b", botocore_config=Config(retries={"mode": "legacy"})))
+        assert legacy.meta.config.retries["mode"] == "legacy"
+
+    def test_their_pool_size_and_timeouts_win_over_ours(self) -> None:
+        """Every option both set is theirs."""
+        theirs = Config(connect_timeout=1, read_timeout=2, max_pool_connections=3)
+        client = make_client(HandlerConfig.from_kwargs(
+            env={}, bucket="b", workers=50, botocore_config=theirs))
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (
+            1, 2, 3)
+
+    def test_without_their_objects_ours_apply(self) -> None:
+        """No session, no Config: a fresh session with our Config (pool grows with workers)."""
+        client = make_client(HandlerConfig.from_kwargs(env={}, bucket="b", workers=20,
+                                                       region_name="eu-west-1"))
+        config = client.meta.config
+        assert config.retries["mode"] == "standard"
+        assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (
+            5, 30, 20)
+        assert client.meta.region_name == "eu-west-1"
+
+    def test_settings_region_and_endpoint_are_passed_to_their_session(
+        self, moto_endpoint: str
+    ) -> None:
+        """Explicit region_name/endpoint_url settings win over the session's region."""
+        client = make_client(HandlerConfig.from_kwargs(
+            env={}, bucket="b", region_name="eu-central-1", endpoint_url=moto_endpoint,
+            boto3_session=own_session()))
+        assert client.meta.region_name == "eu-central-1"
+        assert client.meta.endpoint_url == moto_endpoint
