@@ -11,7 +11,10 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 logger = logging.getLogger("s3_log_handler")
 
@@ -49,34 +52,93 @@ def scrub(text: str) -> str:
     return _AWS_KEY_ID.sub("<access key id redacted>", text)
 
 
-class ReportOnce:
-    """Reports each distinct key once (e.g. once per error code), then stays quiet."""
+#: A report key is logged at most once per this many seconds; repeats are counted meanwhile.
+REPORT_INTERVAL = 300.0
 
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
+
+@dataclass(slots=True)
+class _Key:
+    logged_at: float
+    suppressed: int = 0
+
+
+@dataclass(slots=True)
+class _Outage:
+    since: float
+    failures: int = 0
+
+
+class Reports:
+    """The library's reports, limited per key and never silenced for good.
+
+    :meth:`report` logs a key at once, then at most once per ``interval`` seconds, with the
+    count of repeats it held back. A report may name an ``outage`` (``"upload"``,
+    ``"spool"``): :meth:`recovered` then logs one INFO line with how many attempts failed
+    and for how long, and forgets the outage's keys, so the next outage is reported at once.
+    """
+
+    def __init__(self, interval: float = REPORT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
         _REPORTERS.add(self)
+        self._reset_after_fork()
 
     def _reset_after_fork(self) -> None:
         # A parent thread may have held the lock at fork time; the child reports afresh.
         self._lock = threading.Lock()
-        self._seen = set()
+        self._keys: dict[str, _Key] = {}
+        self._outages: dict[str, _Outage] = {}
+        self._outage_keys: dict[str, set[str]] = {}
 
-    def first(self, key: str) -> bool:
-        """True the first time ``key`` is seen by this instance."""
+    def report(self, key: str, level: int, message: str, *args: object,
+               outage: str | None = None) -> None:
+        """Log ``message % args`` on the library logger unless ``key`` was logged less than
+        ``interval`` seconds ago (then only count it). Never raises."""
+        now = self._clock()
         with self._lock:
-            if key in self._seen:
-                return False
-            self._seen.add(key)
-            return True
+            if outage is not None:
+                self._outages.setdefault(outage, _Outage(now)).failures += 1
+                self._outage_keys.setdefault(outage, set()).add(key)
+            state = self._keys.get(key)
+            if state is not None and now - state.logged_at < self._interval:
+                state.suppressed += 1
+                return
+            suppressed = state.suppressed if state is not None else 0
+            self._keys[key] = _Key(now)
+        _log(level, message, args, suppressed, self._interval)
 
-    def report(self, key: str, level: int, message: str, *args: object) -> None:
-        """Log ``message`` on the library logger the first time ``key`` is seen."""
-        if self.first(key):
-            logger.log(level, scrub(message % args if args else message))
+    def failing(self, outage: str) -> bool:
+        """True while ``outage`` has failures not yet followed by :meth:`recovered`."""
+        return outage in self._outages
+
+    def recovered(self, outage: str, what: str) -> None:
+        """``what`` works again: if ``outage`` had failures, log one INFO line saying
+        "<what> recovered after N failed attempts in S s" and forget the outage."""
+        if outage not in self._outages:  # the common case: nothing to say, no lock taken
+            return
+        now = self._clock()
+        with self._lock:
+            state = self._outages.pop(outage, None)
+            for key in self._outage_keys.pop(outage, set()):
+                self._keys.pop(key, None)
+        if state is not None:
+            logger.info("%s recovered after %d failed attempts in %.1f s", what,
+                        state.failures, now - state.since)
 
 
-_REPORTERS: weakref.WeakSet[ReportOnce] = weakref.WeakSet()
+def _log(level: int, message: str, args: tuple[object, ...], suppressed: int,
+         interval: float) -> None:
+    try:
+        text = message % args if args else message
+    except Exception:  # a bad format must not hide the report
+        text = f"{message} {args!r}"
+    if suppressed:
+        text += f" ({suppressed} similar reports held back in the last {interval:.0f} s)"
+    logger.log(level, scrub(text))
+
+
+_REPORTERS: weakref.WeakSet[Reports] = weakref.WeakSet()
 
 
 def _reset_reporters_after_fork() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
 import math
 import os
@@ -11,20 +13,21 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from ._delivery import Delivery
-from ._diagnostics import ReportOnce, is_internal_record, logger
+from ._batch import BatchAccumulator
+from ._diagnostics import Reports, is_internal_record, logger
 from ._encode import EncodeError, json_line, make_codec
+from ._jobqueue import JobQueue
+from ._jobs import JobMaker
+from ._keeper import Keeper
 from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
-from ._records import Entry
+from ._ledger import Ledger
+from ._records import DEAD_LETTERED, DROPPED, Entry
 from ._redact import make_redactor
 from ._settings import HandlerConfig
 from ._spool import Spool
 from ._uploader import S3Uploader
-from ._worker import DeliveryWorker
-from .counters import Counters
+from ._worker import RetryPolicy, Uploaders
 
-#: A full queue is warned about at most once per this many seconds.
-_DROP_WARNING_INTERVAL = 60.0
 _LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
 #: The RLock that ``dictConfig()`` holds while it closes and replaces handlers.
 _LOGGING_MODULE_LOCK: Any = getattr(logging, "_lock", threading.RLock())
@@ -62,28 +65,55 @@ class S3Handler(logging.Handler):
 
     def __init__(self, bucket: str | None = None, *, level: int | str = logging.NOTSET,
                  **options: Any) -> None:
+        # Settings first: a refused handler must not be registered with logging at all.
+        self.config = c = HandlerConfig.from_kwargs(bucket=bucket, **options)
         super().__init__(level)
-        self.config = HandlerConfig.from_kwargs(bucket=bucket, **options)
-        self._counters = Counters()
-        self._reports = ReportOnce()
+        self._reports = Reports()
         self._closing = False
         self._closed = False
         self._close_lock = threading.Lock()
-        self._last_drop_warning = 0.0
-        self._redact = make_redactor(self.config)
-        codec = make_codec(self.config.compression, self.config.compress_level)
+        self._redact = make_redactor(c)
+        codec = make_codec(c.compression, c.compress_level)
         self._ext = ".json" + codec.suffix
         # Fail at start-up, not per record or per batch, on a key over S3's limit.
-        render_key(self.config.key_template, prefix=self.config.prefix,
-                   ext=".ndjson" + codec.suffix if self.config.mode == "batch" else self._ext,
+        render_key(c.key_template, prefix=c.prefix,
+                   ext=".ndjson" + codec.suffix if c.mode == "batch" else self._ext,
                    partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
-        self._spool = (Spool(self.config.spool_dir, self.config.spool_fsync)
-                       if self.config.spool_dir and self.config.enabled else None)
-        self._uploader = S3Uploader(self.config)
-        self._delivery = Delivery(self.config, self._uploader, self._counters, self._spool, codec)
-        self._worker = DeliveryWorker(self.config, self._delivery, self._counters, self._spool)
-        self._worker.adopt_abandoned()
+        self._spool = self._open_spool()
+        self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
+        self._ledger = Ledger(self._job_queue(), self._spool, self._reports,
+                              max_queue_bytes=c.max_queue_bytes, when_full=c.when_full,
+                              block_timeout=c.block_timeout)
+        self._uploader = S3Uploader(c)
+        self._uploaders = Uploaders(
+            c.workers, self._ledger, self._uploader, codec, self._spool,
+            RetryPolicy(c.retry_base, c.retry_cap, c.config_error_retry), self._reports,
+            f"s3://{c.bucket}")
+        self._keeper = (None if self._spool is None else Keeper(
+            self._ledger, self._spool, self._reports, refill_bytes=c.max_queue_bytes // 2,
+            on_work=self._uploaders.ensure_running))
+        if self._keeper is not None:
+            self._keeper.run_once()  # what earlier processes left counts from the start
+            self._keeper.start()
         _LIVE_HANDLERS.add(self)
+
+    def _open_spool(self) -> Spool | None:
+        c = self.config
+        if not (c.spool_dir and c.enabled):
+            return None
+        try:
+            return Spool(c.spool_dir, c.spool_fsync, self._reports)
+        except OSError as exc:  # fail safe: records still flow, in memory only
+            self._reports.report("spool-open", logging.ERROR,
+                                 "cannot use spool_dir %s (%s); records are held in memory "
+                                 "only", c.spool_dir, exc)
+            return None
+
+    def _job_queue(self) -> JobQueue:
+        c = self.config
+        batches = (BatchAccumulator(c.max_batch_records, c.max_batch_bytes, c.max_batch_age,
+                                    c.key_template) if c.mode == "batch" else None)
+        return JobQueue(self._jobs, batches)
 
     # -- logging.Handler -------------------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> bool:
@@ -104,16 +134,19 @@ class S3Handler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every record emitted before the call has an outcome.
 
-        Waits at most ``timeout`` seconds (``None`` means ``close_timeout``: this is what
-        ``logging.shutdown()`` calls, and exit must never hang). Returns True only if all
-        of those records were delivered.
+        Waits at most ``timeout`` seconds; ``None`` means ``close_timeout``, or at interpreter
+        exit what is left of the one exit deadline that this flush and the ``close()`` after
+        it share. Returns True only if all of those records were delivered.
         """
         if not self.config.enabled:
             return True
         if _inside_logging_config():
             timeout = 0.0  # waiting could only stall: see _close_when_config_done
-        return self._worker.flush(self.config.close_timeout if timeout is None else timeout,
-                                  at_shutdown=timeout is None)
+        deadline = self._deadline() if timeout is None else time.monotonic() + timeout
+        if self._closed:
+            deadline = 0.0  # nothing more can settle
+        return self._ledger.flush(
+            deadline, self._uploaders.deliver if self._uploaders.inline else None)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing is queued or spooled, recovered records
@@ -121,8 +154,8 @@ class S3Handler(logging.Handler):
         """
         deadline = time.monotonic() + timeout
         while self.config.enabled:
-            self._worker.cut_batches()
-            stats = self._counters.snapshot()
+            self._ledger.cut_batches()
+            stats = self._ledger.snapshot()
             if stats["queued"] == 0 and stats["spooled"] == 0:
                 return True
             if time.monotonic() >= deadline:
@@ -131,7 +164,8 @@ class S3Handler(logging.Handler):
         return True
 
     def close(self) -> None:
-        """Flush up to ``close_timeout``, stop, and release the spool. Safe to call twice.
+        """Flush until ``close_timeout`` (or the exit deadline), stop, release the spool.
+        Safe to call twice.
 
         Called by ``dictConfig()`` (which holds logging's module lock), the handler keeps
         accepting and delivering records and closes as soon as that configuration is done.
@@ -164,7 +198,21 @@ class S3Handler(logging.Handler):
 
     def _close_now(self) -> None:
         try:
-            self._worker.close(self.config.close_timeout)
+            if self.config.enabled:
+                self._ledger.flush(self._deadline(),
+                                   self._uploaders.deliver if self._uploaders.inline else None)
+                leftovers = self._ledger.close()
+                kept, lost = self._ledger.set_aside([e for j in leftovers for e in j.entries])
+                in_flight = self._ledger.get("queued")
+                if lost or kept or in_flight:
+                    logger.error(
+                        "S3Handler closed with undelivered records (close_timeout=%.1fs): %d "
+                        "dropped, %d kept in the spool for the next start or `s3-log-handler "
+                        "replay`, %d uploads in flight (lost if the process exits now, unless "
+                        "spooled); %d in total", self.config.close_timeout, lost, kept,
+                        in_flight, lost + kept + in_flight)
+            if self._keeper is not None:
+                self._keeper.stop()
             if self._spool is not None:
                 self._spool.close()
         finally:
@@ -172,9 +220,15 @@ class S3Handler(logging.Handler):
             _LIVE_HANDLERS.discard(self)
             super().close()
 
+    def _deadline(self) -> float:
+        """When flush-without-argument and close stop waiting: ``close_timeout`` from now, or
+        from the start of interpreter exit once that has begun (one deadline for both)."""
+        start = _EXIT_STARTED if _EXIT_STARTED is not None else time.monotonic()
+        return start + self.config.close_timeout
+
     def stats(self) -> dict[str, Any]:
         """A copy of the counters; see :mod:`s3_log_handler.counters` for the identity."""
-        return self._counters.snapshot()
+        return self._ledger.snapshot()
 
     def __repr__(self) -> str:
         where = f"s3://{self.config.bucket}/{self.config.prefix}" if self.config.enabled else "off"
@@ -185,7 +239,7 @@ class S3Handler(logging.Handler):
         # Internal records never get here: handle() drops them before taking the lock.
         payload = getattr(record, self.config.attribute, None)
         if payload is None or not self.config.enabled:
-            self._counters.arrive("emitted", "ignored")
+            self._ledger.count("emitted", "ignored")
             if payload is not None:
                 # At first use, not in __init__: dictConfig builds handlers before it sets
                 # the levels that decide whether this line is shown.
@@ -193,23 +247,24 @@ class S3Handler(logging.Handler):
                                      "ANALYTICS_S3_BUCKET not configured - skipping S3 export")
             return
         if self._closed:
-            self._refuse_late(record)
+            self._ledger.count("emitted", DROPPED, 1, "closed")
+            self._reports.report("closed", logging.WARNING,
+                                 "S3Handler is closed; dropped a record from logger %r",
+                                 record.name)
             return
         # Redact first: the id in the key and metadata must be the hashed one, never raw PII.
         payload = self._redact(payload)
-        raw_id = payload.get(self.config.id_field) if isinstance(payload, Mapping) else None
-        record_id = sanitize_id(raw_id)
-        entry = self._snapshot(record, payload, record_id)
+        entry = self._snapshot(record, payload)
         if entry is None:
             return
-        entry = self._write_ahead(entry)
-        refused = self._worker.submit(entry)
-        if refused is not None:
-            self._refuse(entry, refused)
+        if self._spool is not None:
+            entry = self._spool.append(entry)
+        self._uploaders.ensure_running()
+        self._ledger.admit(entry)
 
-    def _snapshot(self, record: logging.LogRecord, payload: object, record_id: str) -> (
-        Entry | None
-    ):
+    def _snapshot(self, record: logging.LogRecord, payload: object) -> Entry | None:
+        """The record as an :class:`Entry`, or ``None`` when it was dead-lettered here."""
+        record_id = sanitize_id(_payload_id(payload, self.config.id_field))
         # A filter may have set any created; a non-finite one has no partition.
         created = record.created if math.isfinite(record.created) else time.time()
         key = None
@@ -220,14 +275,23 @@ class S3Handler(logging.Handler):
             line = json_line(payload)
         except EncodeError:
             body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._dead_letter_at_emit(Entry(body, created, record_id, key), "encode_error")
+            self._ledger.settle([Entry(body, created, record_id, key)], DEAD_LETTERED,
+                                "encode_error")
             self.handleError(record)
             return None
         if line.fallbacks:
-            self._counters.add(fallbacks=line.fallbacks)
+            self._ledger.add(fallbacks=line.fallbacks)
         entry = Entry(line.body, created, record_id, key)
+        if not line.body.startswith(b"{"):
+            # Athena's JSON SerDe fails a whole query on a line that is not an object.
+            self._ledger.settle([entry], DEAD_LETTERED, "not_an_object")
+            self._reports.report(f"not_an_object-{record.name}", logging.WARNING,
+                                 "logger %r sent a %s as %s, not a JSON object; dead-lettered "
+                                 "(not_an_object)", record.name, type(payload).__name__,
+                                 self.config.attribute)
+            return None
         if entry.size > self.config.max_record_bytes:
-            self._dead_letter_at_emit(entry, "too_large")
+            self._ledger.settle([entry], DEAD_LETTERED, "too_large")
             self._reports.report("too_large", logging.ERROR,
                                  "analytics record %s is %d bytes, over max_record_bytes=%d; "
                                  "dead-lettered", record_id, entry.size,
@@ -235,45 +299,25 @@ class S3Handler(logging.Handler):
             return None
         return entry
 
-    def _dead_letter_at_emit(self, entry: Entry, reason: str) -> None:
-        self._delivery.dead_letter([entry], reason, source="emitted")
-        self._worker.count_refused()  # so that flush() reports it as not delivered
-
-    def _write_ahead(self, entry: Entry) -> Entry:
-        if self._spool is None:
-            return entry
-        try:
-            return self._spool.append(entry)
-        except OSError as exc:
-            self._reports.report("spool-write", logging.ERROR,
-                                 "cannot write to spool %s (%s); records are held in memory "
-                                 "only until it works again", self._spool.directory, exc)
-            return entry
-
-    def _refuse(self, entry: Entry, reason: str) -> None:
-        if entry.ref is not None and self._spool is not None:
-            self._spool.resolve(entry.ref)
-        self._counters.arrive("emitted", "dropped", reason=reason)
-        now = time.monotonic()
-        if now - self._last_drop_warning >= _DROP_WARNING_INTERVAL:
-            self._last_drop_warning = now
-            logger.warning("S3Handler dropped an analytics record (%s); %s dropped so far",
-                           reason, self._counters.get("dropped"))
-
-    def _refuse_late(self, record: logging.LogRecord) -> None:
-        self._counters.arrive("emitted", "dropped", reason="closed")
-        self._reports.report("closed", logging.WARNING,
-                             "S3Handler is closed; dropped a record from logger %r (and will "
-                             "count, not report, any more)", record.name)
-
-    # -- start-up and fork ---------------------------------------------------------------
+    # -- fork ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
-        self._counters.reset()
         self._uploader.reset_after_fork()
         if self._spool is not None:
             self._spool.forget_after_fork()
-        self._worker.reset_after_fork()
+        self._ledger.reset(self._job_queue())
+        self._uploaders.reset_after_fork()
         self._close_lock = threading.Lock()
+        if self._keeper is not None and not self._closing:
+            self._keeper.start()
+
+
+def _payload_id(payload: object, field: str) -> object:
+    """The payload's id field: a mapping's item, or a dataclass's attribute."""
+    if isinstance(payload, Mapping):
+        return payload.get(field)
+    if dataclasses.is_dataclass(payload):
+        return getattr(payload, field, None)
+    return None
 
 
 def _safe_repr(payload: object) -> str:
@@ -288,6 +332,19 @@ def _inside_logging_config() -> bool:
     """True on a thread holding logging's module lock, as ``dictConfig()`` does throughout."""
     is_owned = getattr(_LOGGING_MODULE_LOCK, "_is_owned", None)
     return bool(is_owned()) if callable(is_owned) else False
+
+
+#: When interpreter exit began (monotonic), set by an atexit hook that runs before logging's
+#: own (atexit runs hooks last-registered first, and logging registered at its import).
+_EXIT_STARTED: float | None = None
+
+
+def _exit_begins() -> None:
+    global _EXIT_STARTED
+    _EXIT_STARTED = time.monotonic()
+
+
+atexit.register(_exit_begins)
 
 
 def _reset_handlers_after_fork() -> None:

@@ -1,6 +1,6 @@
-"""What waits in memory for an upload thread: ready jobs, open batches, and their cost.
+"""What waits in memory for an upload thread: ready jobs, open batches, the failure pause.
 
-Plain data with no lock and no clock of its own: the worker calls it under its lock and
+Plain data with no lock and no clock of its own: the ledger calls it under its lock and
 passes ``now`` in, so it is tested with plain numbers.
 """
 
@@ -9,26 +9,21 @@ from __future__ import annotations
 from collections import deque
 
 from ._batch import BatchAccumulator
-from ._delivery import Delivery, Job
+from ._jobs import Job, JobMaker
 from ._records import Entry
-from ._settings import HandlerConfig
 
-#: Longest an idle upload thread sleeps before it looks around again (spool backlog, fsync).
+#: Longest an idle upload thread sleeps before it looks at open batches again.
 IDLE_WAKE = 1.0
 
 
 class JobQueue:
-    """Jobs ready to upload, open batches (batch mode), the bytes they hold against
-    ``max_queue_bytes``, and the pause every upload thread keeps after a failure."""
+    """Jobs ready to upload, open batches (batch mode, when ``batches`` is given), and the
+    pause every upload thread keeps after a failure."""
 
-    def __init__(self, config: HandlerConfig, delivery: Delivery) -> None:
-        self._config = config
-        self._delivery = delivery
+    def __init__(self, jobs: JobMaker, batches: BatchAccumulator | None) -> None:
+        self._jobs = jobs
+        self._batches = batches
         self._ready: deque[Job] = deque()
-        self._batches = (BatchAccumulator(config.max_batch_records, config.max_batch_bytes,
-                                          config.max_batch_age, config.key_template)
-                         if config.mode == "batch" else None)
-        self.memory_bytes = 0
         self.paused_until = 0.0
 
     @property
@@ -36,35 +31,32 @@ class JobQueue:
         """True while some job waits for an upload thread (paused or not)."""
         return bool(self._ready)
 
-    def has_room(self, cost: int) -> bool:
-        """Whether a record costing ``cost`` bytes fits (one record always fits when empty)."""
-        return self.memory_bytes + cost <= self._config.max_queue_bytes or self.memory_bytes == 0
-
     def put(self, entry: Entry, now: float) -> bool:
-        """Queue ``entry`` and count its memory; True when an upload thread should wake
-        (a job is ready, or a new batch opened whose age deadline sleepers do not know)."""
-        self.memory_bytes += entry.memory_cost
+        """Queue ``entry``; True when an upload thread should wake (a job is ready, or a new
+        batch opened whose age deadline sleeping threads do not know yet)."""
         if self._batches is None:
-            self._ready.append(self._delivery.object_job(entry))
+            self._ready.append(self._jobs.object_job(entry))
             return True
         opened = self._batches.open_batches
         full = self._batches.add(entry, now)
         if full is not None:
-            self._ready.append(self._delivery.batch_job(full))
+            self._ready.append(self._jobs.batch_job(full))
             return True
         return self._batches.open_batches > opened
 
-    def cut_batches(self) -> None:
-        """Make every open batch a ready job now, whatever its size or age."""
-        if self._batches is not None:
-            for batch in self._batches.drain():
-                self._ready.append(self._delivery.batch_job(batch))
+    def cut_batches(self) -> bool:
+        """Make every open batch a ready job now, whatever its size or age; True if any."""
+        if self._batches is None or not self._batches.open_batches:
+            return False
+        for batch in self._batches.drain():
+            self._ready.append(self._jobs.batch_job(batch))
+        return True
 
     def pop_ready(self, now: float, *, ignore_pause: bool = False) -> Job | None:
         """The next job to upload, unless none is ready or a failure pause is still on."""
         if self._batches is not None:
             for batch in self._batches.due(now):
-                self._ready.append(self._delivery.batch_job(batch))
+                self._ready.append(self._jobs.batch_job(batch))
         if self._ready and (ignore_pause or now >= self.paused_until):
             return self._ready.popleft()
         return None
@@ -83,10 +75,6 @@ class JobQueue:
         """Put a failed job first in line and pause every upload until ``resume_at``."""
         self._ready.appendleft(job)
         self.paused_until = max(self.paused_until, resume_at)
-
-    def release(self, job: Job) -> None:
-        """A job reached its outcome: its records no longer count against memory."""
-        self.memory_bytes -= job.memory_cost
 
     def take_all(self) -> list[Job]:
         """Remove and return everything still waiting (open batches included), for close."""

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Where a record stands. ``NEW`` is not counted yet; ``QUEUED`` (in memory) and ``SPOOLED``
+#: (only on disk) are the gauges; the rest are final outcomes, reached once.
+NEW, QUEUED, SPOOLED = "new", "queued", "spooled"
+DELIVERED, DROPPED, DEAD_LETTERED = "delivered", "dropped", "dead_lettered"
+FINAL = frozenset({DELIVERED, DROPPED, DEAD_LETTERED})
+
 #: Measured memory of one queued record beyond its body (entry, key string, job, deque slot).
 RECORD_OVERHEAD = 512
 
@@ -23,9 +29,10 @@ class Entry:
     ``body`` is the payload as one JSON line ending in ``\\n``; ``key`` is the final object
     key in object mode (fixed at emit time so a retry or replay overwrites the same key) and
     ``None`` in batch mode, where the batch names the object. ``ref`` is set when the record
-    was written to the spool; ``seq`` orders records submitted to one worker (``-1`` for
-    records recovered from another owner's spool). Both are set once, before the entry is
-    queued, and never change afterwards.
+    was written to the spool; ``seq`` numbers records for ``flush()`` (``-1`` for records
+    recovered from another owner's spool). ``source`` is the counter the record arrived
+    through (``emitted`` or ``recovered``) and ``state`` where it stands; only the ledger
+    changes ``state`` (and ``seq``), under its lock.
     """
 
     body: bytes
@@ -34,6 +41,8 @@ class Entry:
     key: str | None
     seq: int = -1
     ref: SpoolRef | None = None
+    source: str = "emitted"
+    state: str = NEW
 
     @property
     def size(self) -> int:

@@ -13,11 +13,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._diagnostics import ReportOnce
+from ._diagnostics import Reports
 
 HASH_KEY_VAR = "ANALYTICS_HASH_KEY"
 Redactor = Callable[[Any], Any]
-_warnings = ReportOnce()
+_warnings = Reports()
 
 
 def keyed_hash(value: object, key: bytes) -> str:

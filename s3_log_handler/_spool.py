@@ -8,6 +8,12 @@ Layout of ``spool_dir``::
 A live process holds an exclusive ``flock`` on each segment it owns, so another process (or a
 later handler in the same process) adopts only segments whose owner is gone. A segment is
 deleted once every record in it is delivered or dead-lettered.
+
+The spool reports its own disk errors (rate-limited, with a line when the disk works again)
+and never raises into the record path: ``append`` that cannot write leaves the record in
+memory only, a deletion that fails is retried by :meth:`Spool.retry_deletes`. Only the
+keeper's reads (:meth:`Spool.adopt_abandoned`, :meth:`Spool.load_backlog`,
+:meth:`Spool.sync_if_due`) raise ``OSError``, for the keeper to report and retry.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -23,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ._deadletters import write_dead_letter
+from ._diagnostics import Reports
 from ._records import Entry, SpoolRef
 from ._segment_lines import decode_lines, encode_line, without_lines
 
@@ -51,14 +59,16 @@ class _Segment:
 class Spool:
     """A directory of write-ahead segments owned by one handler in one process.
 
-    ``append`` may raise ``OSError`` (disk full, permissions): the caller decides what then.
-    All other methods report nothing and never raise for a record they were given.
+    Raises ``OSError`` only at construction (the directory cannot be created) and from the
+    keeper's reads; every method a record passes through reports and carries on.
     """
 
-    def __init__(self, directory: str, fsync: str = "never") -> None:
+    def __init__(self, directory: str, fsync: str = "never",
+                 reports: Reports | None = None) -> None:
         self.directory = directory
         self.dead_dir = os.path.join(directory, "dead")
         self._fsync = fsync
+        self._reports = reports or Reports()
         self._lock = threading.Lock()
         self._segments: dict[str, _Segment] = {}
         self._active: _Segment | None = None
@@ -68,35 +78,65 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------
     def append(self, entry: Entry) -> Entry:
-        """Write ``entry`` to the active segment; set and return it with its :class:`SpoolRef`."""
+        """Write ``entry`` to the active segment and set its :class:`SpoolRef`; when the disk
+        fails, report it and return ``entry`` without one (held in memory only)."""
         line = encode_line(entry)
         with self._lock:
-            segment = self._writable_segment()
-            if os.write(segment.fd, line) != len(line):
-                # Disk full mid-line: cut the half line off, or the next record would join it.
-                os.ftruncate(segment.fd, segment.size)
-                raise OSError(errno.ENOSPC, "short write to spool segment", segment.name)
-            if self._fsync == "always":
-                os.fsync(segment.fd)
-            index = segment.total
+            try:
+                segment = self._writable_segment()
+                self._write(segment, line)
+            except Exception as exc:  # disk full, permissions, a bug: kept in memory only
+                self._reports.report("spool-write", logging.ERROR,
+                                     "cannot write to spool %s (%s); records are held in "
+                                     "memory only until it works again", self.directory, exc,
+                                     outage="spool")
+                return entry
+            entry.ref = SpoolRef(segment.name, segment.total)
             segment.total += 1
             segment.size += len(line)
+            if self._fsync == "always":
+                self._sync(segment)
             if segment.size >= SEGMENT_BYTES:
                 self._seal(segment)
-        entry.ref = SpoolRef(segment.name, index)
+        if self._reports.failing("spool"):
+            self._reports.recovered("spool", f"spool {self.directory}")
         return entry
+
+    def _write(self, segment: _Segment, line: bytes) -> None:
+        written = os.write(segment.fd, line)  # when this raises, nothing was written
+        if written != len(line):
+            try:  # cut the half line off, or the next record would join it
+                os.ftruncate(segment.fd, segment.size)
+            except OSError:
+                self._seal(segment)  # nothing more may land behind a half line
+            raise OSError(errno.ENOSPC, "short write to spool segment", segment.name)
+
+    def _sync(self, segment: _Segment) -> None:
+        try:
+            os.fsync(segment.fd)
+        except OSError as exc:  # the line is written (and counted): only its durability waits
+            self._reports.report("spool-fsync", logging.ERROR,
+                                 "cannot fsync spool %s (%s); records are written but may not "
+                                 "survive a power loss", self.directory, exc, outage="spool")
 
     def _writable_segment(self) -> _Segment:
         if self._active is None:
             name = f"{int(time.time() * 1000):013d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp = os.path.join(self.directory, name + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Locked before it is visible under its final name, so no scanner can adopt it.
-            os.rename(tmp, self._path(name))
-            if self._fsync != "never":  # make the new name itself survive a power loss
-                _fsync_directory(self.directory)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # Locked before it is visible under its final name, so no scanner adopts it.
+                os.rename(tmp, self._path(name))
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             self._active = self._segments[name] = _Segment(name, fd)
+            if self._fsync != "never":  # make the new name itself survive a power loss
+                with contextlib.suppress(OSError):
+                    _fsync_directory(self.directory)
         return self._active
 
     def sync_if_due(self) -> None:
@@ -123,11 +163,23 @@ class Spool:
         with self._lock:
             self._segments[ref.segment].disk_only[ref.index] = seq
 
+    def release(self, refs: list[SpoolRef]) -> None:
+        """The records at ``refs`` have their final outcome: :meth:`resolve` each. Never
+        raises: a failed deletion is reported and retried by :meth:`retry_deletes`."""
+        for ref in refs:
+            try:
+                self.resolve(ref)
+            except Exception as exc:
+                self._reports.report("spool-release", logging.ERROR,
+                                     "cannot release a delivered record in spool %s (%s); "
+                                     "will retry", self.directory, exc, outage="spool")
+
     def resolve(self, ref: SpoolRef) -> None:
-        """The record at ``ref`` has its final outcome; delete its segment once all have."""
+        """The record at ``ref`` has its final outcome; delete its segment once all have.
+        Resolving the same record twice changes nothing."""
         with self._lock:
             segment = self._segments.get(ref.segment)
-            if segment is None:
+            if segment is None or ref.index in segment.done:
                 return
             segment.resolved += 1
             segment.done.add(ref.index)
@@ -153,13 +205,16 @@ class Spool:
                     segment.in_flight.discard(ref.index)
                     self._finish(segment)
 
-    def backlog(self) -> int:
-        """How many records are held only on disk."""
+    def retry_deletes(self) -> None:
+        """Delete again the finished segments whose deletion failed (the keeper calls this)."""
         with self._lock:
-            return sum(len(s.disk_only) for s in self._segments.values())
+            for segment in list(self._segments.values()):
+                self._finish(segment)
 
     def load_backlog(self, max_bytes: int) -> list[Entry]:
-        """Read up to ``max_bytes`` of disk-only records back, oldest segment first."""
+        """Read up to ``max_bytes`` of disk-only records back, oldest segment first.
+
+        Raises ``OSError`` when no segment can be read; records stay disk-only until read."""
         loaded: list[Entry] = []
         budget = max_bytes
         with self._lock:
@@ -172,7 +227,13 @@ class Spool:
                     break
                 if not segment.disk_only or not segment.sealed:
                     continue
-                for index, entry in self._read(segment):
+                try:
+                    lines = list(self._read(segment))
+                except OSError:
+                    if loaded:
+                        break  # hand back what was read; the rest waits for the next round
+                    raise
+                for index, entry in lines:
                     if entry is None or index not in segment.disk_only:
                         continue
                     entry.seq = segment.disk_only.pop(index)
@@ -207,7 +268,8 @@ class Spool:
                 for index, entry in self._read(segment):
                     segment.total += 1
                     if entry is None:
-                        torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index)))
+                        torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index),
+                                           source="recovered"))
                     else:
                         segment.disk_only[index] = -1
                         adopted += 1
@@ -231,16 +293,14 @@ class Spool:
         return _Segment(name, fd, sealed=True)
 
     # -- dead letters --------------------------------------------------------------------
-    def dead_letter(self, entry: Entry, reason: str) -> bool:
-        """Keep ``entry`` in ``dead/`` with ``reason``; False when the area is full or fails.
-
-        Either way its spool line is released: a dead letter is final, never re-sent.
-        """
-        try:
-            return write_dead_letter(self.dead_dir, entry, reason)
-        finally:
-            if entry.ref is not None:
-                self.resolve(entry.ref)
+    def keep_letters(self, entries: list[Entry], reason: str) -> None:
+        """Keep each of ``entries`` in ``dead/`` with ``reason``; when the area is full or
+        fails, report it (the records stay counted ``dead_lettered``). Never raises."""
+        for entry in entries:
+            if not write_dead_letter(self.dead_dir, entry, reason):
+                self._reports.report("dead-letter-full", logging.ERROR,
+                                     "dead-letter area %s is full or unwritable; record kept "
+                                     "only in the counters", self.dead_dir)
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -266,7 +326,7 @@ class Spool:
 
     def _seal(self, segment: _Segment) -> None:
         if self._fsync == "interval" and segment.resolved < segment.total:
-            os.fsync(segment.fd)  # its last second of records would miss the periodic sync
+            self._sync(segment)  # its last second of records would miss the periodic sync
         segment.sealed = True
         if segment is self._active:
             self._active = None
@@ -280,26 +340,49 @@ class Spool:
         done = segment.resolved >= segment.total
         if not (done or (self._closed and not segment.in_flight)):
             return
-        if done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(segment.name))
-        elif segment.done:
+        if done and not self._unlink(segment.name):
+            return  # still locked, so no one adopts it; retry_deletes tries again
+        if not done and segment.done:
             self._compact(segment)
-        os.close(segment.fd)
+        with contextlib.suppress(OSError):
+            os.close(segment.fd)
         del self._segments[segment.name]
+
+    def _unlink(self, name: str) -> bool:
+        try:
+            os.unlink(self._path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._reports.report("spool-delete", logging.ERROR,
+                                 "cannot delete a delivered spool segment in %s (%s); will "
+                                 "retry", self.directory, exc, outage="spool")
+            return False
+        return True
 
     def _compact(self, segment: _Segment) -> None:
         """Rewrite a segment handed on to the next owner without its resolved lines, so
-        records delivered before close are never sent again (still locked: no one reads)."""
+        records delivered before close are never sent again (still locked: no one reads).
+        When that fails the segment is handed on whole, and the failure reported."""
         path = self._path(segment.name)
-        with open(path, "rb") as f:
-            kept = without_lines(f.read(), segment.done)
         tmp = os.path.join(self.directory, segment.name + ".compact")
-        with open(tmp, "wb") as f:
-            f.write(kept)
-            if self._fsync != "never":
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(path, "rb") as f:
+                kept = without_lines(f.read(), segment.done)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
+                f.write(kept)
+                if self._fsync != "never":
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            self._reports.report("spool-compact", logging.ERROR,
+                                 "cannot hand over spool segment %s without its delivered "
+                                 "records (%s); the next owner sends them again",
+                                 segment.name, exc)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _read(self, segment: _Segment) -> Iterator[tuple[int, Entry | None]]:
         with open(self._path(segment.name), "rb") as f:

@@ -1,6 +1,7 @@
 """Counters of every record's outcome, kept so that they always add up.
 
-The identity, true at every instant (each change happens under one lock)::
+The identity, true in every :meth:`S3Handler.stats` sample (the ledger changes and reads
+these counters under its one lock)::
 
     emitted + recovered == ignored + delivered + queued + spooled + dropped + dead_lettered
 
@@ -13,7 +14,6 @@ stays queued or spooled and is retried, so it is not an outcome.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
 
@@ -23,53 +23,51 @@ ATTEMPTS = ("failed", "bytes_sent", "objects_sent", "fallbacks", "retries")
 
 
 class Counters:
-    """Thread-safe record counters; :meth:`snapshot` returns a plain dict copy."""
+    """Record counters as plain data; :meth:`snapshot` returns a plain dict copy.
+
+    Not thread-safe on its own: the ledger (``_ledger.py``) is the only writer and holds its
+    lock around every change and every snapshot, so a change of several counters is atomic.
+    """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        """Start from zero with a fresh lock (a forked child counts only its own records)."""
-        self._lock = threading.Lock()
+        """Start from zero (a forked child counts only its own records)."""
         self._values: dict[str, int] = dict.fromkeys(SOURCES + OUTCOMES + ATTEMPTS, 0)
         self._reasons: dict[str, Counter[str]] = {"dropped": Counter(), "dead_lettered": Counter()}
 
     def add(self, **deltas: int) -> None:
-        """Add each delta atomically (negative deltas move records out of a gauge)."""
-        with self._lock:
-            for name, delta in deltas.items():
-                self._values[name] += delta
+        """Add each delta (attempt counters such as ``failed`` and ``bytes_sent``)."""
+        for name, delta in deltas.items():
+            self._values[name] += delta
 
     def move(self, source: str, target: str, count: int = 1, reason: str | None = None) -> None:
-        """Move ``count`` records from gauge ``source`` to outcome ``target`` atomically.
+        """Move ``count`` records from gauge ``source`` to ``target``.
 
         ``reason`` is recorded for ``dropped`` and ``dead_lettered`` outcomes.
         """
-        with self._lock:
-            self._values[source] -= count
-            self._values[target] += count
-            if reason is not None and target in self._reasons:
-                self._reasons[target][reason] += count
+        self._values[source] -= count
+        self._values[target] += count
+        if reason is not None and target in self._reasons:
+            self._reasons[target][reason] += count
 
     def arrive(self, source: str, outcome: str, count: int = 1, reason: str | None = None) -> None:
         """Count ``count`` new records from ``source`` that reach ``outcome`` at once."""
-        with self._lock:
-            self._values[source] += count
-            self._values[outcome] += count
-            if reason is not None and outcome in self._reasons:
-                self._reasons[outcome][reason] += count
+        self._values[source] += count
+        self._values[outcome] += count
+        if reason is not None and outcome in self._reasons:
+            self._reasons[outcome][reason] += count
 
     def get(self, name: str) -> int:
         """The current value of one counter."""
-        with self._lock:
-            return self._values[name]
+        return self._values[name]
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of all counters plus ``dropped_reasons``/``dead_letter_reasons``."""
-        with self._lock:
-            out: dict[str, Any] = dict(self._values)
-            out["dropped_reasons"] = dict(self._reasons["dropped"])
-            out["dead_letter_reasons"] = dict(self._reasons["dead_lettered"])
+        out: dict[str, Any] = dict(self._values)
+        out["dropped_reasons"] = dict(self._reasons["dropped"])
+        out["dead_letter_reasons"] = dict(self._reasons["dead_lettered"])
         return out
 
 

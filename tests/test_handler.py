@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import gzip
 import logging
 import threading
@@ -180,16 +181,58 @@ class TestEmit:
     def test_missing_and_odd_ids_get_distinct_generated_ids(
         self, make_handler: MakeHandler
     ) -> None:
-        """No id, None, '', a number or a non-dict payload each get their own generated key."""
+        """No id, None, '' or a number each get their own generated key."""
         handler, fake = make_handler()
         payloads: list[object] = [{}, {"session_id": None}, {"session_id": ""},
-                                  {"session_id": 7}, [1, 2], "text"]
+                                  {"session_id": 7}]
         for payload in payloads:
             handler.handle(record(payload, created=NEW_YEARS_EVE))
         assert handler.flush(timeout=30)
         keys = [p.key for p in fake.puts]
         assert len(set(keys)) == len(payloads)
         assert all(k.startswith(PARTITION) and k.count("/") == 4 for k in keys)
+
+    def test_a_payload_that_is_not_an_object_is_dead_lettered_with_one_warning(
+        self, make_handler: MakeHandler, caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A string, list or number never reaches the table (Athena fails on such a line):
+        each is dead-lettered ``not_an_object``, and the logger is named once."""
+        handler, fake = make_handler()
+        caplog.set_level(logging.WARNING, logger="s3_log_handler")
+        for payload in ["just a string", [1, 2], 42, {"session_id": "ok"}]:
+            handler.handle(record(payload, name="analytics.voice"))
+        assert not handler.flush(timeout=30)  # three records were not delivered
+        stats = handler.stats()
+        assert [p.key.rsplit("/", 1)[1] for p in fake.puts] == ["ok.json.gz"]
+        assert stats["dead_letter_reasons"] == {"not_an_object": 3}
+        assert (stats["emitted"], stats["delivered"], stats["dead_lettered"]) == (4, 1, 3)
+        warnings = [r.getMessage() for r in caplog.records if "not_an_object" in r.getMessage()]
+        assert len(warnings) == 1 and "'analytics.voice'" in warnings[0]
+
+    def test_dataclass_and_model_dump_payloads_are_objects_with_their_id(
+        self, make_handler: MakeHandler,
+    ) -> None:
+        """A dataclass payload (and one with model_dump()) is written as a JSON object; a
+        dataclass's session_id names its key."""
+        handler, fake = make_handler()
+
+        @dataclasses.dataclass
+        class Session:
+            session_id: str
+            duration_seconds: float
+
+        class Model:
+            def model_dump(self, mode: str = "python") -> dict[str, object]:
+                return {"session_id": "m-1", "kind": "pydantic-like"}
+
+        handler.handle(record(Session("dc-1", 1.5)))
+        handler.handle(record(Model()))
+        assert handler.flush(timeout=30)
+        bodies = {p.key.rsplit("/", 1)[1]: p.json for p in fake.puts}
+        assert orjson.loads(bodies["dc-1.json.gz"]) == {"session_id": "dc-1",
+                                                        "duration_seconds": 1.5}
+        assert [orjson.loads(b) for k, b in bodies.items() if k != "dc-1.json.gz"] == [
+            {"session_id": "m-1", "kind": "pydantic-like"}]
 
     def test_many_threads_emit_safely(self, make_handler: MakeHandler) -> None:
         """Concurrent emitters lose nothing and the counters add up."""

@@ -17,7 +17,7 @@ from conftest import read_objects, wait_until
 
 from s3_log_handler import S3Handler
 from s3_log_handler import _redact as redact
-from s3_log_handler._diagnostics import ReportOnce
+from s3_log_handler._diagnostics import Reports
 from s3_log_handler._formatter import AnalyticsJsonFormatter
 from s3_log_handler._redact import HASH_KEY_VAR, keyed_hash, make_redactor
 from s3_log_handler._settings import HandlerConfig
@@ -67,7 +67,7 @@ def expected_view(payload: dict[str, Any], key: str = KEY) -> dict[str, Any]:
 @pytest.fixture
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The missing-key warning is once per process; give this test its own 'once'."""
-    monkeypatch.setattr(redact, "_warnings", ReportOnce())
+    monkeypatch.setattr(redact, "_warnings", Reports())
 
 
 class TestRedactor:

@@ -183,7 +183,7 @@ class TestAdoption:
         first, second = Spool(str(tmp_path)), Spool(str(tmp_path))
         assert first.adopt_abandoned() == (5, [])
         assert second.adopt_abandoned() == (0, [])
-        assert first.backlog() == 5
+        assert len(first.load_backlog(1 << 20)) == 5
         first.close()
         second.close()
 
@@ -244,7 +244,7 @@ class TestAdoption:
         assert [e.record_id for e in first] == ["s-0", "s-1", "s-2"]
         assert [e.record_id for e in rest] == [f"s-{n}" for n in range(3, 10)]
         assert all(e.seq == -1 for e in first + rest)
-        assert spool.backlog() == 0
+        assert spool.load_backlog(1 << 20) == []
         spool.close()
 
     def test_adopted_segment_is_deleted_after_its_records_resolve(self, tmp_path: Path) -> None:
@@ -277,7 +277,9 @@ class TestAdoption:
         adopted, torn = spool.adopt_abandoned()
         assert adopted == 1
         assert len(torn) == 1
-        assert spool.dead_letter(torn[0], "torn_write")
+        spool.keep_letters(torn, "torn_write")
+        assert torn[0].ref is not None
+        spool.resolve(torn[0].ref)
         [good] = spool.load_backlog(1 << 20)
         assert good.ref is not None
         spool.resolve(good.ref)
@@ -290,7 +292,7 @@ class TestDeadLetters:
     def test_a_dead_letter_keeps_reason_key_id_and_body(self, tmp_path: Path) -> None:
         """One JSON file per record in dead/, readable by a person and by replay."""
         spool = Spool(str(tmp_path))
-        assert spool.dead_letter(entry(9), "too_large")
+        spool.keep_letters([entry(9)], "too_large")
         [letter] = dead_letters(tmp_path)
         assert letter["reason"] == "too_large"
         assert letter["record_id"] == "s-9"
@@ -302,19 +304,24 @@ class TestDeadLetters:
         """A record with a final outcome in dead/ no longer holds its segment on disk."""
         spool = Spool(str(tmp_path))
         written = spool.append(entry(1))
-        assert spool.dead_letter(written, "AccessControlListNotSupported")
+        assert written.ref is not None
+        spool.keep_letters([written], "AccessControlListNotSupported")
+        spool.release([written.ref])
         assert segments(tmp_path) == []
+        assert [d["reason"] for d in dead_letters(tmp_path)] == ["AccessControlListNotSupported"]
         spool.close()
 
     def test_the_dead_letter_area_is_capped(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """Past DEAD_LETTER_CAP files, dead_letter refuses (False) and writes nothing."""
+        """Past DEAD_LETTER_CAP files nothing more is written, and that is reported once."""
         monkeypatch.setattr(deadletters, "DEAD_LETTER_CAP", 3)
         spool = Spool(str(tmp_path))
-        assert [spool.dead_letter(entry(n), "encode_error") for n in range(5)] == [
-            True, True, True, False, False]
+        spool.keep_letters([entry(n) for n in range(5)], "encode_error")
         assert len(dead_letters(tmp_path)) == 3
+        assert [r.getMessage() for r in caplog.records if "is full" in r.getMessage()] == [
+            f"dead-letter area {tmp_path / 'dead'} is full or unwritable; record kept only in "
+            "the counters"]
         spool.close()
 
 
@@ -322,7 +329,8 @@ class TestDiskFull:
     def test_a_short_write_leaves_no_half_line_for_the_next_record_to_join(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """A write cut short by a full disk raises, and the segment keeps only whole lines."""
+        """A write cut short by a full disk leaves the record in memory only (no ref), and
+        the segment keeps only whole lines."""
         spool = Spool(str(tmp_path))
         first = spool.append(entry(1))
         assert first.ref is not None
@@ -333,8 +341,7 @@ class TestDiskFull:
             return real_write(fd, data[: len(data) // 2])
 
         monkeypatch.setattr(os, "write", short_write)
-        with pytest.raises(OSError):
-            spool.append(entry(2))
+        assert spool.append(entry(2)).ref is None
         monkeypatch.setattr(os, "write", real_write)
         third = spool.append(entry(3))
         assert third.ref is not None

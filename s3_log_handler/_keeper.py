@@ -1,0 +1,104 @@
+"""The keeper: spool housekeeping on its own thread, so upload threads only upload.
+
+Every round it adopts segments whose owner is gone (every few seconds), reads records held
+only on disk back into memory when there is room, fsyncs the active segment
+(``spool_fsync="interval"``) and retries deletions that failed. Each step reports its own
+errors (rate-limited) and is tried again next round: a disk error never ends the thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ._diagnostics import Reports, logger, mark_internal_thread
+from ._ledger import Ledger
+from ._records import DEAD_LETTERED, SPOOLED
+from ._spool import FSYNC_INTERVAL, Spool
+
+#: How often the keeper looks for segments abandoned by dead processes or closed handlers.
+ADOPT_INTERVAL = 5.0
+#: A round while records wait on disk (refill promptly), and otherwise.
+_BUSY_ROUND = 0.1
+_IDLE_ROUND = FSYNC_INTERVAL
+
+
+class Keeper:
+    """Runs :meth:`run_once` on a daemon thread until :meth:`stop`.
+
+    ``refill_bytes`` is how much memory the spooled backlog may fill (half the queue, so
+    new records keep room); ``on_work`` is called when records were put in memory.
+    """
+
+    def __init__(self, ledger: Ledger, spool: Spool, reports: Reports, *, refill_bytes: int,
+                 on_work: Callable[[], None]) -> None:
+        self._ledger = ledger
+        self._spool = spool
+        self._reports = reports
+        self._refill_bytes = refill_bytes
+        self._on_work = on_work
+        self._stopped = threading.Event()
+        self._next_adoption = 0.0
+
+    def start(self) -> None:
+        """Start the thread (again, in a forked child). Without threads (interpreter
+        shutdown) the spool is simply left for the next owner."""
+        self._stopped = threading.Event()
+        self._next_adoption = 0.0
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=self._run, daemon=True, name="s3-log-handler-keeper").start()
+
+    def stop(self) -> None:
+        """End the thread after its current round."""
+        self._stopped.set()
+
+    def _run(self) -> None:
+        mark_internal_thread()
+        stopped = self._stopped
+        while not stopped.is_set():
+            self.run_once()
+            stopped.wait(_BUSY_ROUND if self._ledger.get(SPOOLED) else _IDLE_ROUND)
+
+    def run_once(self) -> None:
+        """One round of housekeeping; never raises."""
+        if time.monotonic() >= self._next_adoption:
+            self._next_adoption = time.monotonic() + ADOPT_INTERVAL
+            self._guard("adopt", self._adopt)
+        self._guard("refill", self._refill)
+        self._guard("fsync", self._spool.sync_if_due)
+        self._guard("delete", self._spool.retry_deletes)
+
+    def _guard(self, step: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as exc:
+            self._reports.report(f"keeper-{step}", logging.ERROR,
+                                 "S3Handler could not %s in spool %s (%s); will retry", step,
+                                 self._spool.directory, exc, outage="spool")
+        else:
+            if self._reports.failing("spool"):
+                self._reports.recovered("spool", f"spool {self._spool.directory}")
+
+    def _adopt(self) -> None:
+        adopted, torn = self._spool.adopt_abandoned()
+        if torn:
+            self._ledger.settle(torn, DEAD_LETTERED, "torn_write")
+        if adopted:
+            self._ledger.count("recovered", SPOOLED, adopted)
+            logger.info("S3Handler found %d undelivered records in %s; delivering them",
+                        adopted, self._spool.directory)
+            self._on_work()
+
+    def _refill(self) -> None:
+        while self._ledger.get(SPOOLED) and not self._ledger.closed:
+            room = self._refill_bytes - self._ledger.memory_bytes
+            if room <= 0:
+                return
+            entries = self._spool.load_backlog(room)
+            if not entries:
+                return
+            self._on_work()
+            self._ledger.requeue(entries)
