@@ -107,14 +107,14 @@ class Spool:
         if written != len(line):
             try:  # cut the half line off, or the next record would join it
                 os.ftruncate(segment.fd, segment.size)
-            except OSError:
+            except Exception:
                 self._seal(segment)  # nothing more may land behind a half line
             raise OSError(errno.ENOSPC, "short write to spool segment", segment.name)
 
     def _sync(self, segment: _Segment) -> None:
         try:
             os.fsync(segment.fd)
-        except OSError as exc:  # the line is written (and counted): only its durability waits
+        except Exception as exc:  # the line is written (and counted): only its durability waits
             self._reports.report("spool-fsync", logging.ERROR,
                                  "cannot fsync spool %s (%s); records are written but may not "
                                  "survive a power loss", self.directory, exc, outage="spool")
@@ -130,12 +130,12 @@ class Spool:
                 os.rename(tmp, self._path(name))
             except BaseException:
                 os.close(fd)
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(Exception):
                     os.unlink(tmp)
                 raise
             self._active = self._segments[name] = _Segment(name, fd)
             if self._fsync != "never":  # make the new name itself survive a power loss
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(Exception):
                     _fsync_directory(self.directory)
         return self._active
 
@@ -229,7 +229,7 @@ class Spool:
                     continue
                 try:
                     lines = list(self._read(segment))
-                except OSError:
+                except Exception:
                     if loaded:
                         break  # hand back what was read; the rest waits for the next round
                     raise
@@ -297,7 +297,11 @@ class Spool:
         """Keep each of ``entries`` in ``dead/`` with ``reason``; when the area is full or
         fails, report it (the records stay counted ``dead_lettered``). Never raises."""
         for entry in entries:
-            if not write_dead_letter(self.dead_dir, entry, reason):
+            try:
+                kept = write_dead_letter(self.dead_dir, entry, reason)
+            except Exception:  # a bug or an unexpected error must not cost the record path
+                kept = False
+            if not kept:
                 self._reports.report("dead-letter-full", logging.ERROR,
                                      "dead-letter area %s is full or unwritable; record kept "
                                      "only in the counters", self.dead_dir)
@@ -344,7 +348,7 @@ class Spool:
             return  # still locked, so no one adopts it; retry_deletes tries again
         if not done and segment.done:
             self._compact(segment)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             os.close(segment.fd)
         del self._segments[segment.name]
 
@@ -353,7 +357,7 @@ class Spool:
             os.unlink(self._path(name))
         except FileNotFoundError:
             pass
-        except OSError as exc:
+        except Exception as exc:
             self._reports.report("spool-delete", logging.ERROR,
                                  "cannot delete a delivered spool segment in %s (%s); will "
                                  "retry", self.directory, exc, outage="spool")
@@ -376,12 +380,12 @@ class Spool:
                 if self._fsync != "never":
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as exc:
+        except Exception as exc:
             self._reports.report("spool-compact", logging.ERROR,
                                  "cannot hand over spool segment %s without its delivered "
                                  "records (%s); the next owner sends them again",
                                  segment.name, exc)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):
                 os.unlink(tmp)
 
     def _read(self, segment: _Segment) -> Iterator[tuple[int, Entry | None]]:
