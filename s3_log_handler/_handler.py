@@ -79,6 +79,10 @@ class S3Handler(logging.Handler):
         render_key(c.key_template, prefix=c.prefix,
                    ext=".ndjson" + codec.suffix if c.mode == "batch" else self._ext,
                    partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
+        # An object key that only depends on the record (time, id) is made on the upload
+        # thread; one with per-process parts is fixed here, so a retry or replay keeps it.
+        self._key_at_emit = c.mode == "object" and any(
+            part in c.key_template for part in ("{uuid}", "{pid}", "{host}", "{seq}"))
         self._spool = self._open_spool()
         self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
         self._ledger = Ledger(self._job_queue(), self._spool, self._reports,
@@ -116,13 +120,21 @@ class S3Handler(logging.Handler):
         return JobQueue(self._jobs, batches)
 
     # -- logging.Handler -------------------------------------------------------------------
-    def handle(self, record: logging.LogRecord) -> bool:
-        """Skip the handler's own and the AWS stack's records before taking the handler lock:
-        ``logging.shutdown()`` holds that lock while ``flush()`` waits for the very threads
-        that log them (botocore's "Found credentials", our failure reports)."""
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Filter and emit ``record`` without the handler lock (``emit`` is thread-safe: the
+        ledger has its own), skipping the handler's own and the AWS stack's records.
+
+        Not taking the lock also keeps exit safe: ``logging.shutdown()`` holds it while
+        ``flush()`` waits for the very threads that log (botocore's "Found credentials", our
+        failure reports).
+        """
         if is_internal_record(record):
             return False
-        return super().handle(record)
+        passed = self.filter(record)
+        if passed:
+            # Python 3.12+: a filter may return a replacement record.
+            self.emit(passed if isinstance(passed, logging.LogRecord) else record)
+        return passed
 
     def emit(self, record: logging.LogRecord) -> None:
         """Snapshot and enqueue ``record``'s payload. Never blocks on I/O, never raises."""
@@ -268,7 +280,7 @@ class S3Handler(logging.Handler):
         # A filter may have set any created; a non-finite one has no partition.
         created = record.created if math.isfinite(record.created) else time.time()
         key = None
-        if self.config.mode == "object":
+        if self._key_at_emit:
             key = render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
                              partition=Partition.of(created), record_id=record_id)
         try:

@@ -23,7 +23,9 @@ class JobQueue:
     def __init__(self, jobs: JobMaker, batches: BatchAccumulator | None) -> None:
         self._jobs = jobs
         self._batches = batches
-        self._ready: deque[Job] = deque()
+        #: Object mode queues the entry itself: its job (and key) is made on the upload
+        #: thread that takes it, not on the caller's thread.
+        self._ready: deque[Job | Entry] = deque()
         self.paused_until = 0.0
 
     @property
@@ -35,7 +37,7 @@ class JobQueue:
         """Queue ``entry``; True when an upload thread should wake (a job is ready, or a new
         batch opened whose age deadline sleeping threads do not know yet)."""
         if self._batches is None:
-            self._ready.append(self._jobs.object_job(entry))
+            self._ready.append(entry)
             return True
         opened = self._batches.open_batches
         full = self._batches.add(entry, now)
@@ -58,7 +60,7 @@ class JobQueue:
             for batch in self._batches.due(now):
                 self._ready.append(self._jobs.batch_job(batch))
         if self._ready and (ignore_pause or now >= self.paused_until):
-            return self._ready.popleft()
+            return self._job(self._ready.popleft())
         return None
 
     def idle_wait(self, now: float) -> float:
@@ -79,6 +81,9 @@ class JobQueue:
     def take_all(self) -> list[Job]:
         """Remove and return everything still waiting (open batches included), for close."""
         self.cut_batches()
-        jobs = list(self._ready)
+        jobs = [self._job(item) for item in self._ready]
         self._ready.clear()
         return jobs
+
+    def _job(self, item: Job | Entry) -> Job:
+        return self._jobs.object_job(item) if isinstance(item, Entry) else item

@@ -72,15 +72,15 @@ class Keeper:
         self._guard("delete", self._spool.retry_deletes)
 
     def _guard(self, step: str, action: Callable[[], None]) -> None:
+        outage = f"keeper-{step}"
         try:
             action()
         except Exception as exc:
-            self._reports.report(f"keeper-{step}", logging.ERROR,
+            self._reports.report(outage, logging.ERROR,
                                  "S3Handler could not %s in spool %s (%s); will retry", step,
-                                 self._spool.directory, exc, outage="spool")
+                                 self._spool.directory, exc, outage=outage)
         else:
-            if self._reports.failing("spool"):
-                self._reports.recovered("spool", f"spool {self._spool.directory}")
+            self._reports.recovered(outage, f"spool {self._spool.directory} ({step})")
 
     def _adopt(self) -> None:
         adopted, torn = self._spool.adopt_abandoned()

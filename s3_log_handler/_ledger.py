@@ -160,7 +160,7 @@ class Ledger:
         with self._lock:
             while not self.closed:
                 now = time.monotonic()
-                job = self._jobs.pop_ready(now)
+                job = self._pop(now)
                 if job is not None:
                     return job
                 self.work.wait(self._jobs.idle_wait(now))
@@ -189,7 +189,7 @@ class Ledger:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                job = (self._jobs.pop_ready(time.monotonic(), ignore_pause=True)
+                job = (self._pop(time.monotonic(), ignore_pause=True)
                        if deliver_inline is not None else None)
                 if job is None:
                     self._settled.wait(remaining)
@@ -197,6 +197,8 @@ class Ledger:
                 self._lock.release()
                 try:
                     deliver_inline(job)  # type: ignore[misc]
+                except Exception:  # never raises by design; if it did, settle what we know
+                    self.settle(job.entries, DROPPED, "internal_error")
                 finally:
                     self._lock.acquire()
             drained = not self._pending.pending_upto(mark)
@@ -230,6 +232,16 @@ class Ledger:
             return self._counters.snapshot()
 
     # -- internals (the lock is held) -----------------------------------------------------
+    def _pop(self, now: float, *, ignore_pause: bool = False) -> Job | None:
+        job = self._jobs.pop_ready(now, ignore_pause=ignore_pause)
+        refs = [] if job is None or self._spool is None else [
+            e.ref for e in job.entries if e.ref is not None]
+        if refs:
+            # Marked before the lock is let go: a close() right after must keep these
+            # segments locked, or the next owner would send them too.
+            self._spool.uploading(refs, now=True)  # type: ignore[union-attr]
+        return job
+
     def _has_room(self, cost: int) -> bool:
         return self.memory_bytes + cost <= self._max_bytes or self.memory_bytes == 0
 

@@ -212,7 +212,8 @@ class Spool:
                 self._finish(segment)
 
     def load_backlog(self, max_bytes: int) -> list[Entry]:
-        """Read up to ``max_bytes`` of disk-only records back, oldest segment first.
+        """Read up to ``max_bytes`` (as :attr:`Entry.memory_cost` counts them) of disk-only
+        records back, oldest segment first.
 
         Raises ``OSError`` when no segment can be read; records stay disk-only until read."""
         loaded: list[Entry] = []
@@ -239,7 +240,7 @@ class Spool:
                     entry.seq = segment.disk_only.pop(index)
                     entry.ref = SpoolRef(segment.name, index)
                     loaded.append(entry)
-                    budget -= entry.size
+                    budget -= entry.memory_cost
                     if budget <= 0:
                         break
         return loaded
@@ -265,7 +266,16 @@ class Spool:
                 segment = self._try_lock(name)
                 if segment is None:
                     continue
-                for index, entry in self._read(segment):
+                try:
+                    lines = list(self._read(segment))
+                except Exception as exc:  # unlock it and carry on: tried again next round
+                    with contextlib.suppress(Exception):
+                        os.close(segment.fd)
+                    self._reports.report("spool-adopt", logging.ERROR,
+                                         "cannot read abandoned spool segment %s (%s); will "
+                                         "retry", name, exc, outage="spool")
+                    continue
+                for index, entry in lines:
                     segment.total += 1
                     if entry is None:
                         torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index),

@@ -17,7 +17,7 @@ from ._diagnostics import Reports, mark_internal_thread
 from ._encode import Codec
 from ._jobs import Job
 from ._ledger import Ledger
-from ._records import DEAD_LETTERED, DELIVERED, SpoolRef
+from ._records import DEAD_LETTERED, DELIVERED, DROPPED, SpoolRef
 from ._spool import Spool
 from ._uploader import Backoff, FailureKind, S3Uploader, UploadFailure
 
@@ -84,19 +84,20 @@ class Uploaders:
             while (job := self._ledger.take()) is not None:
                 try:
                     self.deliver(job)
-                except Exception as exc:  # a bug must not end the thread
+                except Exception as exc:  # a bug must not end the thread nor hide a record
                     self._reports.report("upload-thread", logging.ERROR,
                                          "S3Handler upload thread hit an unexpected error (%s: "
-                                         "%s); it carries on", type(exc).__name__, exc)
+                                         "%s); its records are counted internal_error",
+                                         type(exc).__name__, exc)
+                    self._ledger.settle(job.entries, DROPPED, "internal_error")
         finally:
             with self._start_lock:
                 self._running -= 1
 
     def deliver(self, job: Job) -> None:
-        """Try ``job`` once and settle or reschedule its records. Never raises for them."""
+        """Try ``job`` once (the ledger marked its spool lines in flight when it handed it
+        out) and settle or reschedule its records."""
         refs = [e.ref for e in job.entries if e.ref is not None]
-        if self._spool is not None and refs:
-            self._spool.uploading(refs, now=True)  # the next owner must not send them too
         try:
             if job.body is None:
                 job.body = self._codec.compress(b"".join(e.body for e in job.entries))

@@ -222,11 +222,6 @@ class TestRefill:
         assert rig.ledger.flush(0.0) is True  # spilled records keep their flush numbers
         assert list(tmp_path.glob("*.seg")) == []
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "_keeper.py:97-100 passes the memory room (counted in memory_cost = body + "
-        "RECORD_OVERHEAD) to Spool.load_backlog, whose budget counts body bytes only "
-        "(entry.size, _spool.py:242): with 300-byte records one round fills ~2.7x "
-        "refill_bytes, above max_queue_bytes itself"))
     def test_refill_stays_within_refill_bytes(self, make_rig: MakeRig, tmp_path: Path) -> None:
         """One round reads back at most refill_bytes of memory (plus the record crossing it)."""
         abandon(tmp_path, range(20))
@@ -309,12 +304,6 @@ class TestErrors:
         assert len(messages(caplog, logging.ERROR, f"could not {step} in spool")) == 1
         assert rig.stats()["spooled"] == (2 if step == "refill" else 0)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "_keeper.py:82-83: _guard calls reports.recovered('spool') after *any* step that "
-        "succeeds, so the refill/fsync/delete step that follows a failing adopt (or the "
-        "fsync after a failing refill) in the same round logs 'spool recovered' and forgets "
-        "the report key: a persisting error is logged again every round (every 0.1 s for "
-        "refill while records are spooled), each time followed by a false 'recovered'"))
     @pytest.mark.parametrize("method", ["adopt_abandoned", "load_backlog"])
     def test_a_persisting_error_is_reported_once_and_recovery_claimed_only_when_it_works(
         self, make_rig: MakeRig, tmp_path: Path, caplog: pytest.LogCaptureFixture,
@@ -340,12 +329,6 @@ class TestErrors:
         assert "after 3 failed attempts" in line
         assert rig.stats()["queued"] == 2
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "_spool.py:265-276: when reading one abandoned segment fails after _try_lock, "
-        "adopt_abandoned raises and (a) the count of segments already adopted in that call "
-        "is lost: they sit in the spool as disk-only but the ledger never counts them, so the "
-        "keeper never refills or delivers them in this process; (b) the failing segment's "
-        "flock'd fd is leaked and never registered, so this process can never adopt it"))
     def test_a_read_error_midway_through_adoption_loses_no_segment(
         self, make_rig: MakeRig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         every_round_adopts: None,

@@ -238,8 +238,8 @@ class TestAdoption:
         owner.close()
         spool = Spool(str(tmp_path))
         spool.adopt_abandoned()
-        size = entry(0, size=100).size
-        first = spool.load_backlog(3 * size)
+        cost = entry(0, size=100).memory_cost
+        first = spool.load_backlog(3 * cost)
         rest = spool.load_backlog(1 << 20)
         assert [e.record_id for e in first] == ["s-0", "s-1", "s-2"]
         assert [e.record_id for e in rest] == [f"s-{n}" for n in range(3, 10)]

@@ -469,11 +469,6 @@ class TestClose:
         assert sorted(e.record_id for e in successor.load_backlog(10**6)) == ["r1", "r2"]
         successor.close()
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "_worker.py:97-99: deliver() marks a job's spool lines in flight only after "
-        "Ledger.take() has released the ledger lock; a close (ledger.close + spool.close) in "
-        "between hands the segment on unlocked, so the next owner adopts and sends the "
-        "record this thread is about to send too (Spool.close promises it never does)"))
     def test_a_job_taken_just_before_close_is_not_handed_on(
         self, make_rig: MakeRig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ) -> None:
