@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import caller_cost
 import close_latency
 import cpu_per_record
+import flush_latency
 import rss
 import throughput
 from common import BENCH_DIR, Check, Context, Section, markdown_table, moto_server, reset_moto
@@ -28,6 +29,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "throughput": throughput.run,
     "close": close_latency.run,
     "rss": rss.run,
+    "flushwait": flush_latency.run,
 }
 
 
