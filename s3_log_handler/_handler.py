@@ -22,7 +22,7 @@ from ._keeper import Keeper
 from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
 from ._ledger import Ledger
 from ._records import DEAD_LETTERED, DROPPED, Entry
-from ._redact import make_redactor
+from ._redact import identity, make_redactor
 from ._settings import HandlerConfig
 from ._spool import Spool
 from ._uploader import S3Uploader
@@ -72,7 +72,13 @@ class S3Handler(logging.Handler):
         self._closing = False
         self._closed = False
         self._close_lock = threading.Lock()
-        self._redact = make_redactor(c)
+        # Read on every record: kept as plain attributes (no property or settings lookup).
+        self._enabled = c.enabled
+        self._attribute = c.attribute
+        self._id_field = c.id_field
+        self._max_record_bytes = c.max_record_bytes
+        redactor = make_redactor(c)
+        self._redact = None if redactor is identity else redactor
         codec = make_codec(c.compression, c.compress_level)
         self._ext = ".json" + codec.suffix
         # Fail at start-up, not per record or per batch, on a key over S3's limit.
@@ -249,8 +255,8 @@ class S3Handler(logging.Handler):
     # -- the emit path -------------------------------------------------------------------
     def _ship(self, record: logging.LogRecord) -> None:
         # Internal records never get here: handle() drops them before taking the lock.
-        payload = getattr(record, self.config.attribute, None)
-        if payload is None or not self.config.enabled:
+        payload = getattr(record, self._attribute, None)
+        if payload is None or not self._enabled:
             self._ledger.count("emitted", "ignored")
             if payload is not None:
                 # At first use, not in __init__: dictConfig builds handlers before it sets
@@ -264,8 +270,9 @@ class S3Handler(logging.Handler):
                                  "S3Handler is closed; dropped a record from logger %r",
                                  record.name)
             return
-        # Redact first: the id in the key and metadata must be the hashed one, never raw PII.
-        payload = self._redact(payload)
+        if self._redact is not None:
+            # First: the id in the key and metadata must be the hashed one, never raw PII.
+            payload = self._redact(payload)
         entry = self._snapshot(record, payload)
         if entry is None:
             return
@@ -276,7 +283,8 @@ class S3Handler(logging.Handler):
 
     def _snapshot(self, record: logging.LogRecord, payload: object) -> Entry | None:
         """The record as an :class:`Entry`, or ``None`` when it was dead-lettered here."""
-        record_id = sanitize_id(_payload_id(payload, self.config.id_field))
+        record_id = sanitize_id(payload.get(self._id_field) if type(payload) is dict
+                                else _payload_id(payload, self._id_field))
         # A filter may have set any created; a non-finite one has no partition.
         created = record.created if math.isfinite(record.created) else time.time()
         key = None
@@ -293,21 +301,21 @@ class S3Handler(logging.Handler):
             return None
         if line.fallbacks:
             self._ledger.add(fallbacks=line.fallbacks)
-        entry = Entry(line.body, created, record_id, key)
-        if not line.body.startswith(b"{"):
+        body = line.body
+        entry = Entry(body, created, record_id, key)
+        if body[0] != 0x7B:  # "{"
             # Athena's JSON SerDe fails a whole query on a line that is not an object.
             self._ledger.settle([entry], DEAD_LETTERED, "not_an_object")
             self._reports.report(f"not_an_object-{record.name}", logging.WARNING,
                                  "logger %r sent a %s as %s, not a JSON object; dead-lettered "
                                  "(not_an_object)", record.name, type(payload).__name__,
-                                 self.config.attribute)
+                                 self._attribute)
             return None
-        if entry.size > self.config.max_record_bytes:
+        if len(body) > self._max_record_bytes:
             self._ledger.settle([entry], DEAD_LETTERED, "too_large")
             self._reports.report("too_large", logging.ERROR,
                                  "analytics record %s is %d bytes, over max_record_bytes=%d; "
-                                 "dead-lettered", record_id, entry.size,
-                                 self.config.max_record_bytes)
+                                 "dead-lettered", record_id, len(body), self._max_record_bytes)
             return None
         return entry
 
@@ -324,7 +332,7 @@ class S3Handler(logging.Handler):
 
 
 def _payload_id(payload: object, field: str) -> object:
-    """The payload's id field: a mapping's item, or a dataclass's attribute."""
+    """The payload's id field: a mapping's item, or a dataclass's attribute (``None`` else)."""
     if isinstance(payload, Mapping):
         return payload.get(field)
     if dataclasses.is_dataclass(payload):

@@ -58,6 +58,8 @@ class Ledger:
         self._jobs = jobs
         self.memory_bytes = 0
         self.closed = False
+        #: Upload threads asleep in take(): admit() wakes one only when there is one.
+        self._idle = 0
 
     # -- arrivals (the caller's thread) -----------------------------------------------------
     def admit(self, entry: Entry) -> None:
@@ -71,8 +73,9 @@ class Ledger:
                     self._counters.arrive(entry.source, QUEUED)
                     entry.state = QUEUED
                     self.memory_bytes += cost
-                    if self._jobs.put(entry, time.monotonic()):
-                        # Waking a thread per record would cost every caller a GIL hand-off.
+                    if self._jobs.put(entry, time.monotonic()) and self._idle:
+                        # Only when a thread sleeps: notify() costs the caller even with
+                        # no one to wake, and waking per record costs a GIL hand-off.
                         self.work.notify()
                     return
                 if entry.ref is not None and self._spool is not None and (
@@ -163,7 +166,11 @@ class Ledger:
                 job = self._pop(now)
                 if job is not None:
                     return job
-                self.work.wait(self._jobs.idle_wait(now))
+                self._idle += 1
+                try:
+                    self.work.wait(self._jobs.idle_wait(now))
+                finally:
+                    self._idle -= 1
             return None
 
     def retry_later(self, job: Job, pause: float) -> bool:
