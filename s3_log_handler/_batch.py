@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._keys import Partition
+from ._policies import BatchPolicy
 from ._records import Entry
 
 
@@ -26,14 +27,14 @@ class BatchAccumulator:
     """Collects entries per partition and says when a batch is due.
 
     A batch is due when it holds ``max_records`` records, ``max_bytes`` uncompressed bytes,
-    or its first record is ``max_age`` seconds old.
+    or its first record is ``max_age`` seconds old (a :class:`BatchPolicy`).
     """
 
-    def __init__(self, max_records: int, max_bytes: int, max_age: float, template: str) -> None:
-        self._max_records = max_records
-        self._max_bytes = max_bytes
-        self._max_age = max_age
-        self._hourly = "{hour}" in template
+    def __init__(self, policy: BatchPolicy) -> None:
+        self._max_records = policy.max_records
+        self._max_bytes = policy.max_bytes
+        self._max_age = policy.max_age
+        self._hourly = policy.hourly
         self._open: dict[Partition, Batch] = {}
 
     @property

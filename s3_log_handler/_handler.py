@@ -21,12 +21,13 @@ from ._jobs import JobMaker
 from ._keeper import Keeper
 from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
 from ._ledger import Ledger
+from ._policies import BatchPolicy, ClientPolicy, PutPolicy, QueuePolicy, RetryPolicy
 from ._records import DEAD_LETTERED, DROPPED, Entry
 from ._redact import identity, make_redactor
 from ._settings import HandlerConfig
 from ._spool import Spool
 from ._uploader import S3Uploader
-from ._worker import RetryPolicy, Uploaders
+from ._worker import Uploaders
 
 _LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
 #: The RLock that ``dictConfig()`` holds while it closes and replaces handlers.
@@ -91,14 +92,10 @@ class S3Handler(logging.Handler):
             part in c.key_template for part in ("{uuid}", "{pid}", "{host}", "{seq}"))
         self._spool = self._open_spool()
         self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
-        self._ledger = Ledger(self._job_queue(), self._spool, self._reports,
-                              max_queue_bytes=c.max_queue_bytes, when_full=c.when_full,
-                              block_timeout=c.block_timeout)
-        self._uploader = S3Uploader(c)
-        self._uploaders = Uploaders(
-            c.workers, self._ledger, self._uploader, codec, self._spool,
-            RetryPolicy(c.retry_base, c.retry_cap, c.config_error_retry), self._reports,
-            f"s3://{c.bucket}")
+        self._ledger = Ledger(self._job_queue(), self._spool, self._reports, QueuePolicy.of(c))
+        self._uploader = S3Uploader(PutPolicy.of(c), ClientPolicy.of(c))
+        self._uploaders = Uploaders(c.workers, self._ledger, self._uploader, codec, self._spool,
+                                    RetryPolicy.of(c), self._reports, f"s3://{c.bucket}")
         self._keeper = (None if self._spool is None else Keeper(
             self._ledger, self._spool, self._reports, refill_bytes=c.max_queue_bytes // 2,
             on_work=self._uploaders.ensure_running))
@@ -121,8 +118,7 @@ class S3Handler(logging.Handler):
 
     def _job_queue(self) -> JobQueue:
         c = self.config
-        batches = (BatchAccumulator(c.max_batch_records, c.max_batch_bytes, c.max_batch_age,
-                                    c.key_template) if c.mode == "batch" else None)
+        batches = BatchAccumulator(BatchPolicy.of(c)) if c.mode == "batch" else None
         return JobQueue(self._jobs, batches)
 
     # -- logging.Handler -------------------------------------------------------------------

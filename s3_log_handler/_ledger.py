@@ -25,6 +25,7 @@ from ._diagnostics import Reports
 from ._jobqueue import JobQueue
 from ._jobs import Job
 from ._pending import PendingRecords
+from ._policies import QueuePolicy
 from ._records import DEAD_LETTERED, DELIVERED, DROPPED, FINAL, NEW, QUEUED, SPOOLED, Entry
 from ._spool import Spool
 from .counters import Counters
@@ -33,18 +34,18 @@ from .counters import Counters
 class Ledger:
     """Counters, flush bookkeeping and the in-memory job queue of one handler, under one lock.
 
-    ``max_queue_bytes`` bounds the memory of queued records; when it is reached a record is
-    kept only in the spool (``when_full="spool"``), waits up to ``block_timeout`` for room
+    The :class:`QueuePolicy` bounds the memory of queued records; when it is reached a record
+    is kept only in the spool (``when_full="spool"``), waits up to ``block_timeout`` for room
     (``"block"``), or is dropped with reason ``queue_full``.
     """
 
-    def __init__(self, jobs: JobQueue, spool: Spool | None, reports: Reports, *,
-                 max_queue_bytes: int, when_full: str, block_timeout: float) -> None:
+    def __init__(self, jobs: JobQueue, spool: Spool | None, reports: Reports,
+                 queue: QueuePolicy) -> None:
         self._spool = spool
         self._reports = reports
-        self._max_bytes = max_queue_bytes
-        self._when_full = when_full
-        self._block_timeout = block_timeout
+        self._max_bytes = queue.max_bytes
+        self._when_full = queue.when_full
+        self._block_timeout = queue.block_timeout
         self.reset(jobs)
 
     def reset(self, jobs: JobQueue) -> None:

@@ -28,7 +28,7 @@ from botocore.exceptions import (
 )
 
 from ._diagnostics import scrub
-from ._settings import HandlerConfig
+from ._policies import ClientPolicy, PutPolicy
 
 
 class FailureKind(enum.Enum):
@@ -74,40 +74,40 @@ _REGION_CODES = frozenset({
 })
 
 
-def classify(exc: BaseException, config: HandlerConfig) -> UploadFailure:
+def classify(exc: BaseException, put: PutPolicy) -> UploadFailure:
     """Turn a boto3 exception into an :class:`UploadFailure` with a hint for the operator."""
     if isinstance(exc, NoCredentialsError):
-        return _failure(FailureKind.CONFIG, "NoCredentials", str(exc), config)
+        return _failure(FailureKind.CONFIG, "NoCredentials", str(exc), put)
     if isinstance(exc, _CLIENT_SIDE_CONFIG_ERRORS):
         # Deterministic: retrying soon cannot help, but fixing the setup will.
-        return _failure(FailureKind.CONFIG, type(exc).__name__, str(exc), config)
+        return _failure(FailureKind.CONFIG, type(exc).__name__, str(exc), put)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         message = str(error.get("Message") or exc)
         if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return _failure(FailureKind.TRANSIENT, code, message, config)
+            return _failure(FailureKind.TRANSIENT, code, message, put)
         if code in _REJECTED_CODES:
-            return _failure(FailureKind.REJECTED, code, message, config)
-        return _failure(FailureKind.CONFIG, code, message, config)
+            return _failure(FailureKind.REJECTED, code, message, put)
+        return _failure(FailureKind.CONFIG, code, message, put)
     if isinstance(exc, BotoCoreError):
-        return _failure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), config)
-    return _failure(FailureKind.TRANSIENT, type(exc).__name__, repr(exc), config)
+        return _failure(FailureKind.TRANSIENT, type(exc).__name__, str(exc), put)
+    return _failure(FailureKind.TRANSIENT, type(exc).__name__, repr(exc), put)
 
 
-def _failure(kind: FailureKind, code: str, message: str, config: HandlerConfig) -> UploadFailure:
-    return UploadFailure(kind, code, scrub(message), hint_for(code, kind, config))
+def _failure(kind: FailureKind, code: str, message: str, put: PutPolicy) -> UploadFailure:
+    return UploadFailure(kind, code, scrub(message), hint_for(code, kind, put))
 
 
-def hint_for(code: str, kind: FailureKind, config: HandlerConfig) -> str:
+def hint_for(code: str, kind: FailureKind, put: PutPolicy) -> str:
     """An actionable sentence for an operator who sees error ``code``."""
-    resource = f"arn:aws:s3:::{config.bucket}/{config.prefix}/*"
+    resource = f"arn:aws:s3:::{put.bucket}/{put.prefix}/*"
     if code in {"AccessDenied", "AllAccessDisabled", "Forbidden", "403"}:
-        kms = " and kms:GenerateDataKey on the KMS key" if config.sse == "aws:kms" else ""
+        kms = " and kms:GenerateDataKey on the KMS key" if put.sse == "aws:kms" else ""
         return f"allow s3:PutObject on {resource}{kms} for the role or user boto3 resolves"
     if code in {"NoSuchBucket", "404"}:
-        return f"bucket {config.bucket!r} does not exist: create it or fix ANALYTICS_S3_BUCKET"
+        return f"bucket {put.bucket!r} does not exist: create it or fix ANALYTICS_S3_BUCKET"
     if code in _CREDENTIAL_CODES:
         return ("check the credentials boto3 resolves (environment, profile, instance role); "
                 "refresh expired session tokens")
@@ -146,11 +146,12 @@ class S3Uploader:
     building a handler needs neither network nor credentials.
     """
 
-    def __init__(self, config: HandlerConfig) -> None:
-        self._config = config
+    def __init__(self, put: PutPolicy, client: ClientPolicy) -> None:
+        self._put = put
+        self._client_policy = client
         self._lock = threading.Lock()
         self._client: Any = None
-        self._static_args = _static_put_args(config)
+        self._static_args = put.static_args()
 
     def reset_after_fork(self) -> None:
         """Forget the parent's client: its connection pool must not be shared with a child."""
@@ -161,7 +162,7 @@ class S3Uploader:
         """The boto3 S3 client, created once per process (see :func:`make_client`)."""
         with self._lock:
             if self._client is None:
-                self._client = make_client(self._config)
+                self._client = make_client(self._client_policy)
             return self._client
 
     def put(self, key: str, body: bytes, *, content_encoding: str | None, record_id: str) -> (
@@ -177,11 +178,11 @@ class S3Uploader:
         try:
             self.client().put_object(Key=key, Body=body, Metadata=metadata, **args)
         except Exception as exc:
-            return classify(exc, self._config)
+            return classify(exc, self._put)
         return None
 
 
-def make_client(config: HandlerConfig) -> Any:
+def make_client(config: ClientPolicy) -> Any:
     """Create the S3 client from the user's AWS objects, or from defaults.
 
     Which wins where:
@@ -214,7 +215,7 @@ def make_client(config: HandlerConfig) -> Any:
     return session.client("s3", **kwargs)
 
 
-def client_config(config: HandlerConfig) -> Config:
+def client_config(config: ClientPolicy) -> Config:
     """Our botocore Config with the user's ``botocore_config`` merged over it (theirs wins)."""
     ours = Config(
         retries={"mode": "standard"},
@@ -231,20 +232,3 @@ def client_config(config: HandlerConfig) -> Config:
         retries: Any = {"mode": "standard", **their_retries}
         merged = merged.merge(Config(retries=retries))
     return merged
-
-
-def _static_put_args(config: HandlerConfig) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "Bucket": config.bucket,
-        "ContentType": "application/x-ndjson" if config.mode == "batch" else "application/json",
-        "ChecksumAlgorithm": config.checksum_algorithm,
-    }
-    optional = {
-        "ServerSideEncryption": config.sse,
-        "SSEKMSKeyId": config.sse_kms_key_id,
-        "ExpectedBucketOwner": config.expected_bucket_owner,
-        "StorageClass": config.storage_class,
-        "ACL": config.acl,
-    }
-    args.update({k: v for k, v in optional.items() if v})
-    return args

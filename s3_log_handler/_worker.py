@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 from ._diagnostics import Reports, mark_internal_thread
 from ._encode import Codec
 from ._jobs import Job
 from ._ledger import Ledger
+from ._policies import RetryPolicy
 from ._records import DEAD_LETTERED, DELIVERED, DROPPED, SpoolRef
 from ._spool import Spool
 from ._uploader import Backoff, FailureKind, S3Uploader, UploadFailure
@@ -24,18 +24,6 @@ from ._uploader import Backoff, FailureKind, S3Uploader, UploadFailure
 #: A job whose body our own code fails to build this many times is dead-lettered
 #: (``internal_error``) instead of retried forever.
 MAX_INTERNAL_FAILURES = 10
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Pauses after a failed attempt (botocore has already retried inside it): capped
-    exponential backoff with jitter from ``base`` to ``cap`` seconds, and ``config_pause``
-    seconds after a configuration error (credentials, permissions), which a retry soon
-    cannot fix."""
-
-    base: float
-    cap: float
-    config_pause: float
 
 
 class Uploaders:

@@ -6,6 +6,7 @@ import calendar
 
 from s3_log_handler._batch import Batch, BatchAccumulator
 from s3_log_handler._keys import Partition
+from s3_log_handler._policies import BatchPolicy
 from s3_log_handler._records import Entry
 from s3_log_handler._settings import BATCH_KEY_TEMPLATE
 
@@ -22,7 +23,7 @@ def entry(created: float = MIDNIGHT + 10, size: int = 10, name: str = "r") -> En
 
 def accumulator(max_records: int = 1000, max_bytes: int = 1 << 30, max_age: float = 3600.0,
                 template: str = BATCH_KEY_TEMPLATE) -> BatchAccumulator:
-    return BatchAccumulator(max_records, max_bytes, max_age, template)
+    return BatchAccumulator(BatchPolicy(max_records, max_bytes, max_age, "{hour}" in template))
 
 
 def names(batch: Batch) -> list[str]:

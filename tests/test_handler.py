@@ -19,7 +19,7 @@ from conftest import wait_until
 from s3_log_handler import S3Handler
 from s3_log_handler import _handler as handler_module
 from s3_log_handler._diagnostics import mark_internal_thread
-from s3_log_handler._settings import HandlerConfig
+from s3_log_handler._policies import ClientPolicy, PutPolicy
 from s3_log_handler._uploader import UploadFailure
 from s3_log_handler.counters import balance
 
@@ -43,7 +43,7 @@ class Put:
 class FakeUploader:
     """Stands in for S3Uploader: records every put; ``gate`` holds uploads until it is set."""
 
-    config: HandlerConfig
+    put_policy: PutPolicy
     puts: list[Put] = field(default_factory=list)
     gate: threading.Event = field(default_factory=threading.Event)
 
@@ -71,8 +71,8 @@ def make_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeHandler]:
     made: list[tuple[S3Handler, FakeUploader]] = []
     fakes: list[FakeUploader] = []
 
-    def fake_factory(config: HandlerConfig) -> FakeUploader:
-        fakes.append(FakeUploader(config))
+    def fake_factory(put: PutPolicy, client: ClientPolicy) -> FakeUploader:
+        fakes.append(FakeUploader(put))
         return fakes[-1]
 
     monkeypatch.setattr(handler_module, "S3Uploader", fake_factory)

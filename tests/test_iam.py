@@ -11,6 +11,7 @@ import pytest
 
 from s3_log_handler._cli import main
 from s3_log_handler._iam import iam_policy, object_arn
+from s3_log_handler._policies import PutPolicy
 from s3_log_handler._settings import HandlerConfig
 from s3_log_handler._uploader import FailureKind, hint_for
 
@@ -68,7 +69,7 @@ class TestPolicyShape:
     def test_access_denied_hint_names_the_same_action_and_resource(self) -> None:
         """The operator hint for AccessDenied asks for exactly what the policy grants."""
         config = HandlerConfig.from_kwargs(env={}, bucket="b", prefix="sessions", sse="aws:kms")
-        hint = hint_for("AccessDenied", FailureKind.CONFIG, config)
+        hint = hint_for("AccessDenied", FailureKind.CONFIG, PutPolicy.of(config))
         policy = iam_policy("b", "sessions", KMS_KEY)
         assert policy["Statement"][0]["Resource"] in hint
         assert all(action in hint for action in actions(policy))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from s3_log_handler._batch import BatchAccumulator
 from s3_log_handler._jobqueue import IDLE_WAKE, JobQueue
 from s3_log_handler._jobs import Job, JobMaker
+from s3_log_handler._policies import BatchPolicy
 from s3_log_handler._records import Entry
 from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
 
@@ -24,7 +25,7 @@ def object_queue() -> JobQueue:
 def batch_queue(max_records: int = 1000, max_bytes: int = 1 << 30,
                 max_age: float = 10.0) -> JobQueue:
     """Batch mode with the given triggers."""
-    batches = BatchAccumulator(max_records, max_bytes, max_age, BATCH_KEY_TEMPLATE)
+    batches = BatchAccumulator(BatchPolicy(max_records, max_bytes, max_age, False))
     return JobQueue(JobMaker(BATCH_KEY_TEMPLATE, "sessions", ".gz"), batches)
 
 

@@ -21,6 +21,7 @@ from s3_log_handler._jobqueue import JobQueue
 from s3_log_handler._jobs import JobMaker
 from s3_log_handler._keeper import Keeper
 from s3_log_handler._ledger import Ledger
+from s3_log_handler._policies import QueuePolicy
 from s3_log_handler._records import DELIVERED, RECORD_OVERHEAD, Entry
 from s3_log_handler._segment_lines import encode_line
 from s3_log_handler._settings import OBJECT_KEY_TEMPLATE
@@ -91,8 +92,7 @@ def make_rig(tmp_path: Path) -> Iterator[MakeRig]:
         spool = Spool(str(tmp_path))
         reports = Reports()
         jobs = JobQueue(JobMaker(OBJECT_KEY_TEMPLATE, "sessions", ""), None)
-        ledger = Ledger(jobs, spool, reports, max_queue_bytes=max_queue_bytes,
-                        when_full=when_full, block_timeout=1.0)
+        ledger = Ledger(jobs, spool, reports, QueuePolicy(max_queue_bytes, when_full, 1.0))
         woken: list[int] = []
         keeper = Keeper(ledger, spool, reports, refill_bytes=refill_bytes,
                         on_work=lambda: woken.append(1))

@@ -18,6 +18,7 @@ from s3_log_handler._diagnostics import Reports
 from s3_log_handler._jobqueue import JobQueue
 from s3_log_handler._jobs import Job, JobMaker
 from s3_log_handler._ledger import Ledger
+from s3_log_handler._policies import BatchPolicy, QueuePolicy
 from s3_log_handler._records import (
     DEAD_LETTERED,
     DELIVERED,
@@ -48,10 +49,10 @@ def make_ledger(spool: Spool | None = None, *, batch: bool = False,
                 block_timeout: float = 1.0) -> tuple[Ledger, JobQueue]:
     """A ledger over a real job queue (object mode, or batch mode with a one-hour age)."""
     template = BATCH_KEY_TEMPLATE if batch else OBJECT_KEY_TEMPLATE
-    batches = BatchAccumulator(10_000, 1 << 30, 3600.0, template) if batch else None
+    batches = BatchAccumulator(BatchPolicy(10_000, 1 << 30, 3600.0, False)) if batch else None
     jobs = JobQueue(JobMaker(template, "sessions", ""), batches)
-    ledger = Ledger(jobs, spool, Reports(), max_queue_bytes=max_queue_bytes,
-                    when_full=when_full, block_timeout=block_timeout)
+    ledger = Ledger(jobs, spool, Reports(),
+                    QueuePolicy(max_queue_bytes, when_full, block_timeout))
     return ledger, jobs
 
 

@@ -26,11 +26,12 @@ from s3_log_handler._encode import Codec, make_codec
 from s3_log_handler._jobqueue import JobQueue
 from s3_log_handler._jobs import JobMaker
 from s3_log_handler._ledger import Ledger
+from s3_log_handler._policies import BatchPolicy, QueuePolicy, RetryPolicy
 from s3_log_handler._records import DELIVERED, RECORD_OVERHEAD, Entry
 from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
 from s3_log_handler._spool import Spool
 from s3_log_handler._uploader import Backoff, FailureKind, UploadFailure
-from s3_log_handler._worker import MAX_INTERNAL_FAILURES, RetryPolicy, Uploaders
+from s3_log_handler._worker import MAX_INTERNAL_FAILURES, Uploaders
 from s3_log_handler.counters import OUTCOMES, SOURCES, balance
 
 BODY = 300  # bytes per test record
@@ -129,10 +130,9 @@ def make_rig(tmp_path: Path) -> Iterator[MakeRig]:
         store = Spool(str(tmp_path)) if spool else None
         reports = Reports()
         template = BATCH_KEY_TEMPLATE if batch else OBJECT_KEY_TEMPLATE
-        batches = BatchAccumulator(10_000, 1 << 30, 3600.0, template) if batch else None
+        batches = BatchAccumulator(BatchPolicy(10_000, 1 << 30, 3600.0, False)) if batch else None
         jobs = JobQueue(JobMaker(template, "sessions", ""), batches)
-        ledger = Ledger(jobs, store, reports, max_queue_bytes=max_queue_bytes,
-                        when_full=when_full, block_timeout=1.0)
+        ledger = Ledger(jobs, store, reports, QueuePolicy(max_queue_bytes, when_full, 1.0))
         fake = fake or FakeUploader()
         uploaders = Uploaders(workers, ledger, fake, codec or make_codec("none"),  # type: ignore[arg-type]
                               store, retry, reports, "s3://worker-bucket")
