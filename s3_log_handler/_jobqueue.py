@@ -28,11 +28,6 @@ class JobQueue:
         self._ready: deque[Job | Entry] = deque()
         self.paused_until = 0.0
 
-    @property
-    def has_ready(self) -> bool:
-        """True while some job waits for an upload thread (paused or not)."""
-        return bool(self._ready)
-
     def put(self, entry: Entry, now: float) -> bool:
         """Queue ``entry``; True when an upload thread should wake (a job is ready, or a new
         batch opened whose age deadline sleeping threads do not know yet)."""

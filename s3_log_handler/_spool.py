@@ -142,8 +142,8 @@ class Spool:
     def sync_if_due(self) -> None:
         """With ``fsync="interval"``, flush the active segment to stable storage once a second.
 
-        The fsync runs outside the spool's lock, so ``append`` (the caller's thread) never
-        waits for the disk.
+        The fsync runs outside the spool's lock, so ``append`` (the caller's thread) does not
+        wait for it (only ``fsync="always"`` makes each append wait for the disk).
         """
         if self._fsync != "interval" or time.monotonic() - self._last_sync < FSYNC_INTERVAL:
             return

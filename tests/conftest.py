@@ -160,3 +160,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def has_ready(jobs: Any) -> bool:
+    """True when a ``JobQueue`` holds a job ready now (an idle upload thread would not sleep)."""
+    return bool(jobs.idle_wait(time.monotonic()) <= 0.001)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import has_ready
+
 from s3_log_handler._batch import BatchAccumulator
 from s3_log_handler._jobqueue import IDLE_WAKE, JobQueue
 from s3_log_handler._jobs import Job, JobMaker
@@ -39,12 +41,12 @@ class TestObjectMode:
         """Each put wakes a thread and makes one job under the record's key, first in first out."""
         jobs = object_queue()
         assert jobs.put(entry(1), now=0.0) and jobs.put(entry(2), now=0.0)
-        assert jobs.has_ready
+        assert has_ready(jobs)
         popped = [jobs.pop_ready(now=0.0), jobs.pop_ready(now=0.0), jobs.pop_ready(now=0.0)]
         assert [j.key if j else None for j in popped] == [
             "sessions/k1.json.gz", "sessions/k2.json.gz", None]
         assert [j.record_id for j in popped if j] == ["id1", "id2"]
-        assert not jobs.has_ready
+        assert not has_ready(jobs)
 
     def test_a_record_without_a_key_gets_its_object_key_from_its_time_and_id(self) -> None:
         """A record spooled by a batch-mode handler (no key) is named like an object record."""
@@ -179,7 +181,7 @@ class TestTakeAll:
             jobs.put(entry(n), now=0.0)
         taken = jobs.take_all()
         assert sum(len(j.entries) for j in taken) == 5
-        assert not jobs.has_ready
+        assert not has_ready(jobs)
         assert jobs.pop_ready(now=100.0) is None
 
     def test_take_all_includes_paused_jobs(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import has_ready, wait_until
 
 from s3_log_handler import _keeper
 from s3_log_handler._diagnostics import Reports
@@ -69,7 +69,7 @@ class Rig:
     def deliver_ready(self) -> list[str]:
         """Upload (settle delivered) every job ready now; their record ids."""
         sent: list[str] = []
-        while self.jobs.has_ready:  # object mode, no pause: take() returns at once
+        while has_ready(self.jobs):  # object mode, no pause: take() returns at once
             job = self.ledger.take()
             assert job is not None
             self.ledger.settle(job.entries, DELIVERED)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import has_ready, wait_until
 
 from s3_log_handler import _jobqueue
 from s3_log_handler._batch import BatchAccumulator
@@ -162,9 +162,9 @@ class TestAdmit:
         ledger, jobs = make_ledger(batch=True, max_queue_bytes=2 * COST)
         ledger.admit(record(1))
         ledger.admit(record(2))
-        assert not jobs.has_ready  # an open batch, due in an hour
+        assert not has_ready(jobs)  # an open batch, due in an hour
         ledger.admit(record(3))
-        assert jobs.has_ready
+        assert has_ready(jobs)
         job = ledger.take()
         assert job is not None
         assert [e.record_id for e in job.entries] == ["r1", "r2"]
@@ -326,7 +326,7 @@ class TestRequeue:
         stats = assert_consistent(ledger)
         assert (stats["recovered"], stats["spooled"], stats["queued"]) == (2, 0, 2)
         assert ledger.memory_bytes == 2 * COST
-        assert jobs.has_ready  # a backlog is already late: no max_batch_age wait
+        assert has_ready(jobs)  # a backlog is already late: no max_batch_age wait
 
     def test_nothing_is_requeued_after_close(self) -> None:
         """After close records read back stay counted spooled, on disk for the next owner."""
@@ -334,7 +334,7 @@ class TestRequeue:
         ledger.count("recovered", SPOOLED, 1)
         ledger.close()
         ledger.requeue([record(1)])
-        assert (ledger.get("spooled"), ledger.get("queued"), jobs.has_ready) == (1, 0, False)
+        assert (ledger.get("spooled"), ledger.get("queued"), has_ready(jobs)) == (1, 0, False)
 
 
 class TestTakeAndClose:
@@ -369,7 +369,7 @@ class TestTakeAndClose:
         ledger.close()
         assert ledger.retry_later(job, 0.0) is False
         assert ledger.get("retries") == 2
-        assert not jobs.has_ready
+        assert not has_ready(jobs)
 
 
 class TestFlush:
