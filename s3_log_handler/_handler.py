@@ -1,30 +1,37 @@
-"""S3Handler: the ``logging.Handler`` that snapshots analytics records and hands them off."""
+"""S3Handler: the ``logging.Handler`` that snapshots analytics records and hands them off.
+
+The caller's path, in full (``handle`` -> ``emit`` -> ``_ship``): skip internal records; run
+the filters; read the payload; redact it (only when fields are configured); serialise it with
+orjson into one JSON line (a snapshot: later mutation changes nothing); with a spool, append
+that line to the active segment under the spool's lock; then ``Ledger.admit`` under the
+ledger's lock, which counts it, queues it and wakes an upload thread only if one sleeps.
+That is one lock without a spool and two (one after the other, never nested) with one. The
+handler lock that ``logging.Handler.handle`` would take is not taken, keys and jobs are made
+on the upload threads, and nothing on this path touches the network or raises.
+"""
 
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
-import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from typing import Any
 
 from ._batch import BatchAccumulator
 from ._diagnostics import Reports, is_internal_record, logger
-from ._encode import EncodeError, json_line, make_codec
+from ._encode import make_codec
 from ._jobqueue import JobQueue
 from ._jobs import JobMaker
 from ._keeper import Keeper
-from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
 from ._ledger import Ledger
 from ._policies import BatchPolicy, ClientPolicy, PutPolicy, QueuePolicy, RetryPolicy
-from ._records import DEAD_LETTERED, DROPPED, Entry
+from ._records import DROPPED
 from ._redact import identity, make_redactor
 from ._settings import HandlerConfig
+from ._snapshot import Snapshotter, check_key_template
 from ._spool import Spool
 from ._uploader import S3Uploader
 from ._worker import Uploaders
@@ -68,6 +75,8 @@ class S3Handler(logging.Handler):
                  **options: Any) -> None:
         # Settings first: a refused handler must not be registered with logging at all.
         self.config = c = HandlerConfig.from_kwargs(bucket=bucket, **options)
+        codec = make_codec(c.compression, c.compress_level)
+        check_key_template(c, codec.suffix)
         super().__init__(level)
         self._reports = Reports()
         self._closing = False
@@ -76,23 +85,12 @@ class S3Handler(logging.Handler):
         # Read on every record: kept as plain attributes (no property or settings lookup).
         self._enabled = c.enabled
         self._attribute = c.attribute
-        self._id_field = c.id_field
-        self._max_record_bytes = c.max_record_bytes
         redactor = make_redactor(c)
         self._redact = None if redactor is identity else redactor
-        codec = make_codec(c.compression, c.compress_level)
-        self._ext = ".json" + codec.suffix
-        # Fail at start-up, not per record or per batch, on a key over S3's limit.
-        render_key(c.key_template, prefix=c.prefix,
-                   ext=".ndjson" + codec.suffix if c.mode == "batch" else self._ext,
-                   partition=Partition.of(0), record_id="x" * MAX_ID_CHARS)
-        # An object key that only depends on the record (time, id) is made on the upload
-        # thread; one with per-process parts is fixed here, so a retry or replay keeps it.
-        self._key_at_emit = c.mode == "object" and any(
-            part in c.key_template for part in ("{uuid}", "{pid}", "{host}", "{seq}"))
         self._spool = self._open_spool()
         self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
         self._ledger = Ledger(self._job_queue(), self._spool, self._reports, QueuePolicy.of(c))
+        self._snapshot = Snapshotter(c, codec.suffix, self._ledger, self._reports)
         self._uploader = S3Uploader(PutPolicy.of(c), ClientPolicy.of(c))
         self._uploaders = Uploaders(c.workers, self._ledger, self._uploader, codec, self._spool,
                                     RetryPolicy.of(c), self._reports, f"s3://{c.bucket}")
@@ -269,51 +267,13 @@ class S3Handler(logging.Handler):
         if self._redact is not None:
             # First: the id in the key and metadata must be the hashed one, never raw PII.
             payload = self._redact(payload)
-        entry = self._snapshot(record, payload)
+        entry = self._snapshot.take(record, payload)
         if entry is None:
             return
         if self._spool is not None:
             entry = self._spool.append(entry)
         self._uploaders.ensure_running()
         self._ledger.admit(entry)
-
-    def _snapshot(self, record: logging.LogRecord, payload: object) -> Entry | None:
-        """The record as an :class:`Entry`, or ``None`` when it was dead-lettered here."""
-        record_id = sanitize_id(payload.get(self._id_field) if type(payload) is dict
-                                else _payload_id(payload, self._id_field))
-        # A filter may have set any created; a non-finite one has no partition.
-        created = record.created if math.isfinite(record.created) else time.time()
-        key = None
-        if self._key_at_emit:
-            key = render_key(self.config.key_template, prefix=self.config.prefix, ext=self._ext,
-                             partition=Partition.of(created), record_id=record_id)
-        try:
-            line = json_line(payload)
-        except EncodeError:
-            body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._ledger.settle([Entry(body, created, record_id, key)], DEAD_LETTERED,
-                                "encode_error")
-            self.handleError(record)
-            return None
-        if line.fallbacks:
-            self._ledger.add(fallbacks=line.fallbacks)
-        body = line.body
-        entry = Entry(body, created, record_id, key)
-        if body[0] != 0x7B:  # "{"
-            # Athena's JSON SerDe fails a whole query on a line that is not an object.
-            self._ledger.settle([entry], DEAD_LETTERED, "not_an_object")
-            self._reports.report(f"not_an_object-{record.name}", logging.WARNING,
-                                 "logger %r sent a %s as %s, not a JSON object; dead-lettered "
-                                 "(not_an_object)", record.name, type(payload).__name__,
-                                 self._attribute)
-            return None
-        if len(body) > self._max_record_bytes:
-            self._ledger.settle([entry], DEAD_LETTERED, "too_large")
-            self._reports.report("too_large", logging.ERROR,
-                                 "analytics record %s is %d bytes, over max_record_bytes=%d; "
-                                 "dead-lettered", record_id, len(body), self._max_record_bytes)
-            return None
-        return entry
 
     # -- fork ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
@@ -325,23 +285,6 @@ class S3Handler(logging.Handler):
         self._close_lock = threading.Lock()
         if self._keeper is not None and not self._closing:
             self._keeper.start()
-
-
-def _payload_id(payload: object, field: str) -> object:
-    """The payload's id field: a mapping's item, or a dataclass's attribute (``None`` else)."""
-    if isinstance(payload, Mapping):
-        return payload.get(field)
-    if dataclasses.is_dataclass(payload):
-        return getattr(payload, field, None)
-    return None
-
-
-def _safe_repr(payload: object) -> str:
-    """What a dead letter keeps of a payload that has no JSON form; never raises."""
-    try:
-        return repr(payload)
-    except Exception as exc:
-        return f"<unrepresentable {type(payload).__name__}: {type(exc).__name__}>"
 
 
 def _inside_logging_config() -> bool:
