@@ -133,3 +133,115 @@ class BlackholeServer:
         self._sock.close()
         for conn in self._held:
             conn.close()
+
+
+#: What :class:`FlakyWireProxy` does to one request instead of relaying it cleanly.
+ERROR_500 = "error500"  #: answer 500 InternalError; nothing is forwarded
+CUT = "cut"  #: close the connection before reading the body; nothing is forwarded
+LOSE_RESPONSE = "lose_response"  #: forward (upstream stores it), then close without answering
+WIRE_FAULTS = (ERROR_500, CUT, LOSE_RESPONSE)
+
+#: Decides, per request (headers only, body unread), which wire fault to apply, or ``None``.
+WirePlan = Callable[[SeenRequest], str | None]
+
+
+@dataclass
+class FlakyWireProxy:
+    """An HTTP proxy in front of ``upstream`` whose wire fails the way real ones do.
+
+    For each request ``plan`` picks one of :data:`WIRE_FAULTS` or ``None`` (relay it):
+    a 500 ``InternalError`` answer, a connection cut before the request is read, or a
+    request that reaches the upstream (which stores it) whose response is then lost.
+    ``seen`` lists every request, ``applied`` every fault with its request, ``forwarded``
+    every request the upstream received. Listens on 127.0.0.1 until :meth:`stop`.
+    """
+
+    upstream: str
+    plan: WirePlan | None = None
+    seen: list[SeenRequest] = field(default_factory=list)
+    applied: list[tuple[str, SeenRequest]] = field(default_factory=list)
+    forwarded: list[SeenRequest] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FlakyWireProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _hang_up(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _relay(self) -> None:
+                request = SeenRequest(self.command, self.path,
+                                      {k.lower(): v for k, v in self.headers.items()})
+                fault = proxy.plan(request) if proxy.plan else None
+                with proxy._lock:
+                    proxy.seen.append(request)
+                    if fault is not None:
+                        proxy.applied.append((fault, request))
+                try:
+                    if fault == CUT:
+                        self._hang_up()
+                        return
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length) if length else b""
+                    if fault == ERROR_500:
+                        payload = s3_error("InternalError", "injected by FlakyWireProxy")
+                        self.send_response(500)
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                    status, headers, data = self._forward(body)
+                    with proxy._lock:
+                        proxy.forwarded.append(request)
+                    if fault == LOSE_RESPONSE:
+                        self._hang_up()
+                        return
+                    self.send_response(status)
+                    for k, v in headers:
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client went away first: nothing to answer
+                    self.close_connection = True
+
+            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+                up = urlsplit(proxy.upstream)
+                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() != "connection"}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    return resp.status, resp.getheaders(), resp.read()
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
