@@ -20,21 +20,27 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ._deadletters import write_dead_letter
 from ._diagnostics import Reports
 from ._records import Entry, SpoolRef
-from ._segment_lines import decode_lines, encode_line, without_lines
+from ._segment_files import (
+    SEGMENT_SUFFIX,
+    create_locked,
+    fsync_directory,
+    lock_abandoned,
+    read_lines,
+    rewrite_without,
+    segment_path,
+)
+from ._segment_lines import encode_line
 
-SEGMENT_SUFFIX = ".seg"
 #: A segment is sealed (and a new one started) past this size.
 SEGMENT_BYTES = 4 * 1024 * 1024
 FSYNC_INTERVAL = 1.0
@@ -122,21 +128,11 @@ class Spool:
     def _writable_segment(self) -> _Segment:
         if self._active is None:
             name = f"{int(time.time() * 1000):013d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp = os.path.join(self.directory, name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                # Locked before it is visible under its final name, so no scanner adopts it.
-                os.rename(tmp, self._path(name))
-            except BaseException:
-                os.close(fd)
-                with contextlib.suppress(Exception):
-                    os.unlink(tmp)
-                raise
+            fd = create_locked(self.directory, name)
             self._active = self._segments[name] = _Segment(name, fd)
-            if self._fsync != "never":  # make the new name itself survive a power loss
+            if self._fsync != "never":
                 with contextlib.suppress(Exception):
-                    _fsync_directory(self.directory)
+                    fsync_directory(self.directory)
         return self._active
 
     def sync_if_due(self) -> None:
@@ -229,7 +225,7 @@ class Spool:
                 if not segment.disk_only or not segment.sealed:
                     continue
                 try:
-                    lines = list(self._read(segment))
+                    lines = self._read(segment)
                 except Exception:
                     if loaded:
                         break  # hand back what was read; the rest waits for the next round
@@ -267,7 +263,7 @@ class Spool:
                 if segment is None:
                     continue
                 try:
-                    lines = list(self._read(segment))
+                    lines = self._read(segment)
                 except Exception as exc:  # unlock it and carry on: tried again next round
                     with contextlib.suppress(Exception):
                         os.close(segment.fd)
@@ -288,19 +284,8 @@ class Spool:
         return adopted, torn
 
     def _try_lock(self, name: str) -> _Segment | None:
-        try:
-            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:  # gone meanwhile, or out of descriptors: try again next round
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return None
-        if os.fstat(fd).st_nlink == 0:  # deleted by its owner between listdir and lock
-            os.close(fd)
-            return None
-        return _Segment(name, fd, sealed=True)
+        fd = lock_abandoned(self._path(name))
+        return None if fd is None else _Segment(name, fd, sealed=True)
 
     # -- dead letters --------------------------------------------------------------------
     def keep_letters(self, entries: list[Entry], reason: str) -> None:
@@ -378,38 +363,17 @@ class Spool:
         """Rewrite a segment handed on to the next owner without its resolved lines, so
         records delivered before close are never sent again (still locked: no one reads).
         When that fails the segment is handed on whole, and the failure reported."""
-        path = self._path(segment.name)
-        tmp = os.path.join(self.directory, segment.name + ".compact")
         try:
-            with open(path, "rb") as f:
-                kept = without_lines(f.read(), segment.done)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as f:
-                f.write(kept)
-                if self._fsync != "never":
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
+            rewrite_without(self._path(segment.name), segment.done,
+                            fsync=self._fsync != "never")
         except Exception as exc:
             self._reports.report("spool-compact", logging.ERROR,
                                  "cannot hand over spool segment %s without its delivered "
                                  "records (%s); the next owner sends them again",
                                  segment.name, exc)
-            with contextlib.suppress(Exception):
-                os.unlink(tmp)
 
-    def _read(self, segment: _Segment) -> Iterator[tuple[int, Entry | None]]:
-        with open(self._path(segment.name), "rb") as f:
-            data = f.read()
-        return decode_lines(data)
+    def _read(self, segment: _Segment) -> list[tuple[int, Entry | None]]:
+        return read_lines(self._path(segment.name))
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name + SEGMENT_SUFFIX)
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return segment_path(self.directory, name)

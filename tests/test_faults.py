@@ -9,7 +9,8 @@ boto3 client, and a PutObject refused *before* it is sent (so S3 never stored it
 * ``emit()`` never raises nor reports a logging error; no background thread dies;
 * once the faults stop, new records are delivered too.
 
-Injection points are module globals the core keeps: ``_spool.os``/``_spool.open``,
+Injection points are module globals the core keeps: ``_spool.os``/``_spool.open`` (and the
+same in ``_segment_files``, where the spool's file calls live),
 ``_deadletters.os``/``_deadletters.open``, ``_encode.gzip``, and ``boto3_session=``.
 Errors injected: ``OSError`` EIO, ENOSPC, EACCES, and ``RuntimeError`` (an unexpected bug).
 """
@@ -36,7 +37,7 @@ import orjson
 import pytest
 from conftest import free_port, read_objects, wait_until
 
-from s3_log_handler import S3Handler, _deadletters, _encode, _spool
+from s3_log_handler import S3Handler, _deadletters, _encode, _segment_files, _spool
 from s3_log_handler.counters import balance
 
 # -- errors and the injector ----------------------------------------------------------------
@@ -199,8 +200,9 @@ class FaultySession:
 
 def install(monkeypatch: pytest.MonkeyPatch, injector: Injector) -> None:
     """Route the core's file I/O and compression through ``injector``."""
-    monkeypatch.setattr(_spool, "os", FaultyOs(injector, "spool"))
-    monkeypatch.setattr(_spool, "open", faulty_open(injector, "spool"), raising=False)
+    for spool_module in (_spool, _segment_files):  # the spool and its segment file calls
+        monkeypatch.setattr(spool_module, "os", FaultyOs(injector, "spool"))
+        monkeypatch.setattr(spool_module, "open", faulty_open(injector, "spool"), raising=False)
     monkeypatch.setattr(_deadletters, "os", FaultyOs(injector, "dead"))
     monkeypatch.setattr(_deadletters, "open", faulty_open(injector, "dead"), raising=False)
     monkeypatch.setattr(_encode, "gzip", FaultyGzip(injector))
