@@ -20,6 +20,7 @@ import time
 import weakref
 from typing import Any
 
+from ._aio import run_off_loop
 from ._batch import BatchAccumulator
 from ._diagnostics import Reports, is_internal_record, logger
 from ._encode import make_codec
@@ -159,6 +160,12 @@ class S3Handler(logging.Handler):
             deadline = 0.0  # nothing more can settle
         return self._ledger.flush(
             deadline, self._uploaders.deliver if self._uploaders.inline else None)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for ``async`` code: same wait, same result, but the event loop keeps
+        running. The wait runs on a daemon thread of its own (not the loop's default
+        executor, which may already be shut down during lifespan shutdown)."""
+        return await run_off_loop(lambda: self.flush(timeout))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing is queued or spooled, recovered records

@@ -1,0 +1,143 @@
+"""``@flush_on_return`` for AWS Lambda handlers: bounded by the invocation's remaining time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import Collect
+from servers import BlackholeServer
+
+from s3_log_handler import S3Handler, flush_on_return
+
+
+@pytest.fixture(autouse=True)
+def only_this_tests_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decorator flushes the handlers this test built, not those another left open."""
+    live: weakref.WeakSet[S3Handler] = weakref.WeakSet()
+    monkeypatch.setattr("s3_log_handler._handler._LIVE_HANDLERS", live)
+    monkeypatch.setattr("s3_log_handler._flush_all._LIVE_HANDLERS", live)
+
+
+class FakeContext:
+    """What Lambda passes as ``context``: the remaining time counts down in real time."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@pytest.fixture
+def diagnostics() -> Iterator[Collect]:
+    collect = Collect()
+    lg = logging.getLogger("s3_log_handler")
+    lg.addHandler(collect)
+    lg.setLevel(logging.DEBUG)
+    yield collect
+    lg.removeHandler(collect)
+
+
+@pytest.fixture
+def analytics(request: pytest.FixtureRequest) -> logging.Logger:
+    lg = logging.getLogger(f"analytics.lambda.{request.node.name}")
+    lg.setLevel(logging.INFO)
+    lg.propagate = False
+    return lg
+
+
+def send(lg: logging.Logger, prefix: str, count: int) -> None:
+    for i in range(count):
+        lg.info("Session analytics data", extra={"analytics_data": {"session_id": f"{prefix}-{i}"}})
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_returns_within_the_budget_and_logs_what_is_pending(
+        kind: str, bucket: str, analytics: logging.Logger, diagnostics: Collect) -> None:
+    """300 ms left and an S3 that never answers: the handler returns its result before the
+    invocation's deadline and one WARNING says what is still pending."""
+    blackhole = BlackholeServer()
+    handler = S3Handler(bucket, endpoint_url=blackhole.endpoint, close_timeout=1.0)
+    analytics.addHandler(handler)
+    try:
+        if kind == "sync":
+            @flush_on_return
+            def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+                send(analytics, "stuck", 3)
+                return {"statusCode": 200}
+
+            context = FakeContext(300)
+            start = time.monotonic()
+            result = lambda_handler({}, context)
+        else:
+            @flush_on_return
+            async def async_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+                send(analytics, "stuck", 3)
+                return {"statusCode": 200}
+
+            context = FakeContext(300)
+            start = time.monotonic()
+            result = asyncio.run(async_handler({}, context))
+        elapsed = time.monotonic() - start
+        left = context.get_remaining_time_in_millis()
+        warnings = diagnostics.warnings()
+        print(f"{kind}: returned after {elapsed * 1000:.0f} ms of a 300 ms budget "
+              f"({left} ms left); {warnings}")
+        assert result == {"statusCode": 200}
+        assert elapsed < 0.3 + 0.2  # the margin (0.2 s) is left; generous for loaded machines
+        assert len(warnings) == 1
+        assert "flush_on_return" in warnings[0]
+        assert "3 still held" in warnings[0]
+    finally:
+        analytics.removeHandler(handler)
+        handler.close()
+        blackhole.stop()
+
+
+def test_delivers_before_returning(moto_endpoint: str, bucket: str, s3: Any,
+                                   analytics: logging.Logger, diagnostics: Collect) -> None:
+    """With S3 answering, every record is in S3 when the handler returns; no warning."""
+    handler = S3Handler(bucket, endpoint_url=moto_endpoint, close_timeout=10)
+    analytics.addHandler(handler)
+    try:
+        @flush_on_return(margin=0.5)
+        def lambda_handler(event: dict[str, Any], context: Any) -> str:
+            send(analytics, "ok", 20)
+            return "done"
+
+        assert lambda_handler({}, FakeContext(10_000)) == "done"
+        assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 20
+        assert diagnostics.warnings() == []
+    finally:
+        analytics.removeHandler(handler)
+        handler.close()
+
+
+def test_flushes_when_the_handler_raises(moto_endpoint: str, bucket: str, s3: Any,
+                                         analytics: logging.Logger) -> None:
+    """The exception reaches Lambda unchanged; what was logged before it is in S3."""
+    handler = S3Handler(bucket, endpoint_url=moto_endpoint, close_timeout=10)
+    analytics.addHandler(handler)
+    try:
+        @flush_on_return
+        def lambda_handler(event: dict[str, Any], context: Any) -> None:
+            send(analytics, "raised", 5)
+            raise KeyError("boom")
+
+        with pytest.raises(KeyError, match="boom"):
+            lambda_handler({}, context=FakeContext(10_000))
+        assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 5
+    finally:
+        analytics.removeHandler(handler)
+        handler.close()
+
+
+def test_margin_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        flush_on_return(margin=-1)
