@@ -83,6 +83,9 @@ class HandlerConfig:
     acl: str | None = None
     redact_fields: tuple[str, ...] = ()
     hash_fields: tuple[str, ...] = ()
+    #: Key for an HMAC on every spool line (default ``$ANALYTICS_SPOOL_KEY``); lines without
+    #: a valid one are dead-lettered ``tampered``. Unset: no HMAC.
+    spool_hmac_key: str | None = None
     #: A ``boto3.session.Session`` to create the S3 client from (default: a new one).
     boto3_session: Any = None
     #: A ``botocore.config.Config`` merged over the handler's own (it wins where both set).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Mapping
 
@@ -23,6 +22,8 @@ from ._settings import HandlerConfig
 #: Key placeholders that differ between processes: such a key is fixed at emit time (and
 #: kept in the spool), so a retry or a replay by another process keeps it.
 _PER_PROCESS = ("{uuid}", "{pid}", "{host}", "{seq}")
+#: Record times with a UTC partition: years 1 to 9999.
+_EARLIEST, _LATEST = -62_135_596_800.0, 253_402_300_800.0
 
 
 def check_key_template(config: HandlerConfig, suffix: str) -> None:
@@ -55,8 +56,11 @@ class Snapshotter:
         Raises :class:`EncodeError` (after dead-lettering) for a payload with no JSON form."""
         record_id = sanitize_id(payload.get(self._id_field) if type(payload) is dict
                                 else _payload_id(payload, self._id_field))
-        # A filter may have set any created; a non-finite one has no partition.
-        created = record.created if math.isfinite(record.created) else time.time()
+        created = record.created
+        if not _EARLIEST <= created < _LATEST:  # NaN too: a filter may have set anything
+            # No UTC partition (nor key) exists for it: use now, and count it.
+            created = time.time()
+            self._ledger.add(fallbacks=1)
         key = None
         if self._key_at_emit:
             key = render_key(self._template, prefix=self._prefix, ext=self._ext,

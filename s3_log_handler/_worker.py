@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ._diagnostics import Reports, mark_internal_thread
 from ._encode import Codec
@@ -69,7 +70,17 @@ class Uploaders:
     def _run(self) -> None:
         mark_internal_thread()
         try:
-            while (job := self._ledger.take()) is not None:
+            while True:
+                try:
+                    job = self._ledger.take()
+                except Exception as exc:  # a bug must not end the thread
+                    self._reports.report("upload-take", logging.ERROR,
+                                         "S3Handler upload thread could not take a job (%s: "
+                                         "%s); it carries on", type(exc).__name__, exc)
+                    time.sleep(0.05)  # no hot loop on a persisting error
+                    continue
+                if job is None:
+                    return
                 try:
                     self.deliver(job)
                 except Exception as exc:  # a bug must not end the thread nor hide a record

@@ -482,15 +482,19 @@ class TestLimits:
     def test_a_record_with_a_non_finite_time_still_gets_a_partition(
         self, make_handler: MakeHandler, mode: str
     ) -> None:
-        """A filter may set any created: an infinite one is filed under the current time
-        instead of wedging the queue."""
+        """A filter may set any created: one with no UTC partition (infinite, NaN, 1e20,
+        -1e20) is filed under the current time and counted in fallbacks, never lost."""
         handler, fake = make_handler(mode=mode)
-        broken = record({"session_id": "inf"})
-        broken.created = float("inf")
-        handler.handle(broken)
+        for n, created in enumerate([float("inf"), float("nan"), 1e20, -1e20]):
+            broken = record({"session_id": f"t{n}"})
+            broken.created = created
+            handler.handle(broken)
         assert handler.flush(timeout=30) is True
-        assert len(fake.puts) == 1
-        assert balance(handler.stats()) == 0
+        stats = handler.stats()
+        assert (stats["emitted"], stats["delivered"], stats["fallbacks"]) == (4, 4, 4)
+        this_year = time.strftime("year=%Y", time.gmtime())
+        assert fake.puts and all(this_year in p.key for p in fake.puts)
+        assert balance(stats) == 0
 
     def test_flush_after_close_does_not_wait(self, make_handler: MakeHandler) -> None:
         """Once closed nothing more can settle: a flush answers at once (no second wait)."""

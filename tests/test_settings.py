@@ -185,7 +185,7 @@ _SECONDS_SETTINGS = ("close_timeout", "max_batch_age", "block_timeout", "retry_b
                      "retry_cap", "config_error_retry")
 _STRING_SETTINGS = ("bucket", "prefix", "attribute", "id_field", "key_template", "region_name",
                     "endpoint_url", "profile_name", "spool_dir", "sse_kms_key_id",
-                    "expected_bucket_owner", "storage_class", "acl")
+                    "expected_bucket_owner", "storage_class", "acl", "spool_hmac_key")
 _ENUM_SETTINGS = ("mode", "when_full", "spool_fsync", "compression", "sse", "checksum_algorithm")
 
 #: (setting, a value that cannot work, the exception it must raise).
