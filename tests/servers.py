@@ -35,13 +35,48 @@ def s3_error(code: str, message: str = "injected") -> bytes:
             f"<Message>{message}</Message><RequestId>test</RequestId></Error>").encode()
 
 
-@dataclass
-class FaultProxy:
-    """An HTTP proxy in front of ``upstream`` that records requests and can inject errors."""
+def _answer(handler: BaseHTTPRequestHandler, status: int, payload: bytes,
+            headers: list[tuple[str, str]] | None = None) -> None:
+    """Send one complete response (hop-by-hop and length headers replaced by ours)."""
+    handler.send_response(status)
+    if headers is None:
+        headers = [("Content-Type", "application/xml")]
+    for k, v in headers:
+        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
 
-    upstream: str
-    inject: Injector | None = None
-    seen: list[SeenRequest] = field(default_factory=list)
+
+def _forward(upstream: str, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[
+        int, bytes, list[tuple[str, str]]]:
+    """Send ``handler``'s request (with ``body``) to ``upstream``; its status, body, headers
+    (in :func:`_answer`'s order)."""
+    up = urlsplit(upstream)
+    conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=30)
+    try:
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "connection"}
+        conn.request(handler.command, handler.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.getheaders()
+    finally:
+        conn.close()
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
+def _seen(handler: BaseHTTPRequestHandler) -> SeenRequest:
+    return SeenRequest(handler.command, handler.path,
+                       {k.lower(): v for k, v in handler.headers.items()})
+
+
+class _Loopback:
+    """A threaded HTTP server on 127.0.0.1 for one handler class, stopped by :meth:`stop`."""
+
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -50,56 +85,50 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> FaultProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                request = SeenRequest(self.command, self.path,
-                                      {k.lower(): v for k, v in self.headers.items()})
-                proxy.seen.append(request)
-                injected = proxy.inject(request) if proxy.inject else None
-                if injected is not None:
-                    status, payload = injected
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                up = urlsplit(proxy.upstream)
-                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class FaultProxy(_Loopback):
+    """An HTTP proxy in front of ``upstream`` that records requests and can inject errors."""
+
+    upstream: str
+    inject: Injector | None = None
+    seen: list[SeenRequest] = field(default_factory=list)
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(_Quiet):
+            def _relay(self) -> None:
+                body = _read_body(self)
+                request = _seen(self)
+                proxy.seen.append(request)
+                injected = proxy.inject(request) if proxy.inject else None
+                if injected is not None:
+                    _answer(self, *injected)
+                    return
+                _answer(self, *_forward(proxy.upstream, self, body))
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
+
+        self._serve(Handler)
+        return self
 
 
 class BlackholeServer:
@@ -146,7 +175,7 @@ WirePlan = Callable[[SeenRequest], str | None]
 
 
 @dataclass
-class FlakyWireProxy:
+class FlakyWireProxy(_Loopback):
     """An HTTP proxy in front of ``upstream`` whose wire fails the way real ones do.
 
     For each request ``plan`` picks one of :data:`WIRE_FAULTS` or ``None`` (relay it):
@@ -162,31 +191,18 @@ class FlakyWireProxy:
     applied: list[tuple[str, SeenRequest]] = field(default_factory=list)
     forwarded: list[SeenRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def endpoint(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def start(self) -> FlakyWireProxy:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(_Quiet):
             def _hang_up(self) -> None:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
 
             def _relay(self) -> None:
-                request = SeenRequest(self.command, self.path,
-                                      {k.lower(): v for k, v in self.headers.items()})
+                request = _seen(self)
                 fault = proxy.plan(request) if proxy.plan else None
                 with proxy._lock:
                     proxy.seen.append(request)
@@ -196,52 +212,21 @@ class FlakyWireProxy:
                     if fault == CUT:
                         self._hang_up()
                         return
-                    length = int(self.headers.get("Content-Length") or 0)
-                    body = self.rfile.read(length) if length else b""
+                    body = _read_body(self)
                     if fault == ERROR_500:
-                        payload = s3_error("InternalError", "injected by FlakyWireProxy")
-                        self.send_response(500)
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
+                        _answer(self, 500, s3_error("InternalError", "injected by FlakyWireProxy"))
                         return
-                    status, headers, data = self._forward(body)
+                    response = _forward(proxy.upstream, self, body)
                     with proxy._lock:
                         proxy.forwarded.append(request)
                     if fault == LOSE_RESPONSE:
                         self._hang_up()
                         return
-                    self.send_response(status)
-                    for k, v in headers:
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                            self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    _answer(self, *response)
                 except OSError:  # the client went away first: nothing to answer
                     self.close_connection = True
 
-            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-                up = urlsplit(proxy.upstream)
-                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=30)
-                try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() != "connection"}
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    return resp.status, resp.getheaders(), resp.read()
-                finally:
-                    conn.close()
-
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
