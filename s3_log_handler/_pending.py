@@ -1,18 +1,23 @@
-"""Which records still await an outcome: the bookkeeping behind ``flush()``.
+"""Which records still await an outcome, and which were lost: the bookkeeping behind ``flush()``.
 
-Not thread-safe on its own: the worker calls it under its lock.
+Not thread-safe on its own: the ledger calls it under its lock.
+
+Memory follows what is *pending*, never what already settled: a set of the numbers still
+waiting (the oldest found lazily), and losses kept as runs of consecutive numbers, so an
+outage that drops a million records in a row costs one run, not a million entries.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 
-_MAX_LOSSES = 100_000
+#: Runs of losses kept for flushes that have not reported them yet; past it the newest runs
+#: are forgotten (only a flush covering more than this many separate runs could miss one).
+_MAX_RUNS = 100_000
 
 
 class PendingRecords:
-    """Sequence numbers handed to records, and which of them are settled.
+    """Sequence numbers handed to records, which are still pending, and which were lost.
 
     A record is *settled* once it has a final outcome (delivered, dropped, dead-lettered).
     ``flush`` asks whether every record numbered up to some mark is settled, and whether any
@@ -20,11 +25,14 @@ class PendingRecords:
     """
 
     def __init__(self) -> None:
-        self._heap: list[int] = []
-        self._settled: set[int] = set()
+        self._pending: set[int] = set()
+        #: The smallest pending number, or None when it must be looked up again.
+        self._oldest: int | None = None
         self._next = 0
-        #: Numbers of lost records not yet reported by every flush that covers them, sorted.
-        self._losses: list[int] = []
+        #: Lost numbers not yet reported by every flush that covers them: sorted, disjoint
+        #: inclusive runs ``[first, last]`` (parallel lists, for bisect).
+        self._firsts: list[int] = []
+        self._lasts: list[int] = []
         self._flushes = 0
         self.reported_upto = -1
 
@@ -32,7 +40,9 @@ class PendingRecords:
         """Number a new record; it is pending until :meth:`settle` is called with its number."""
         seq = self._next
         self._next += 1
-        heapq.heappush(self._heap, seq)
+        self._pending.add(seq)
+        if self._oldest is None and len(self._pending) == 1:
+            self._oldest = seq
         return seq
 
     @property
@@ -45,20 +55,22 @@ class PendingRecords:
 
         Negative numbers (records recovered from another process) are ignored.
         """
-        tracked = [s for s in seqs if s >= 0]
-        self._settled.update(tracked)
-        if lost:
-            for seq in tracked:
-                bisect.insort(self._losses, seq)
-            # Without flushes losses would pile up: past the cap the newest are forgotten,
-            # and only a flush covering more than _MAX_LOSSES losses could miss one.
-            del self._losses[_MAX_LOSSES:]
-        while self._heap and self._heap[0] in self._settled:
-            self._settled.discard(heapq.heappop(self._heap))
+        for seq in seqs:
+            if seq < 0:
+                continue
+            self._pending.discard(seq)
+            if seq == self._oldest:
+                self._oldest = None
+            if lost:
+                self._lose(seq)
 
     def pending_upto(self, mark: int) -> bool:
         """True while some record numbered ``<= mark`` has no outcome yet."""
-        return bool(self._heap) and self._heap[0] <= mark
+        if not self._pending:
+            return False
+        if self._oldest is None:
+            self._oldest = min(self._pending)
+        return self._oldest <= mark
 
     def begin_flush(self) -> tuple[int, int]:
         """Start a flush: its ``(mark, since)``, the range of records it reports on."""
@@ -72,8 +84,37 @@ class PendingRecords:
         self._flushes -= 1
         if not drained:
             return False
-        ok = bisect.bisect_right(self._losses, since) == bisect.bisect_right(self._losses, mark)
+        ok = not self._lost_between(since, mark)
         self.reported_upto = max(self.reported_upto, mark)
         if self._flushes == 0:
-            del self._losses[:bisect.bisect_right(self._losses, self.reported_upto)]
+            self._forget_upto(self.reported_upto)
         return ok
+
+    # -- loss runs ------------------------------------------------------------------------
+    def _lose(self, seq: int) -> None:
+        i = bisect.bisect_right(self._firsts, seq)  # runs[i-1] starts at or before seq
+        if i and self._lasts[i - 1] >= seq:
+            return  # already counted
+        joins_left = i > 0 and self._lasts[i - 1] == seq - 1
+        joins_right = i < len(self._firsts) and self._firsts[i] == seq + 1
+        if joins_left and joins_right:
+            self._lasts[i - 1] = self._lasts.pop(i)
+            del self._firsts[i]
+        elif joins_left:
+            self._lasts[i - 1] = seq
+        elif joins_right:
+            self._firsts[i] = seq
+        elif len(self._firsts) < _MAX_RUNS:
+            self._firsts.insert(i, seq)
+            self._lasts.insert(i, seq)
+
+    def _lost_between(self, since: int, mark: int) -> bool:
+        """True when some lost number lies in (``since``, ``mark``]."""
+        i = bisect.bisect_right(self._lasts, since)  # first run ending after since
+        return i < len(self._firsts) and self._firsts[i] <= mark
+
+    def _forget_upto(self, upto: int) -> None:
+        i = bisect.bisect_right(self._lasts, upto)  # runs wholly reported
+        del self._firsts[:i], self._lasts[:i]
+        if self._firsts and self._firsts[0] <= upto:
+            self._firsts[0] = upto + 1  # a run that straddles the mark keeps its tail

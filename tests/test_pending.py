@@ -62,3 +62,30 @@ class TestPendingRecords:
         pending.settle([-1], lost=True)
         assert not pending.pending_upto(10)
         assert flush_now(pending)
+
+    def test_memory_follows_what_is_pending_not_what_was_lost(self) -> None:
+        """One record stuck at the head and 300,000 lost after it: the losses are one run and
+        nothing settled is kept, so memory does not grow with the drops."""
+        pending = PendingRecords()
+        stuck = pending.add()
+        for _ in range(300_000):
+            pending.settle([pending.add()], lost=True)
+        assert pending._pending == {stuck}
+        assert (pending._firsts, pending._lasts) == ([1], [300_000])
+        mark, since = pending.begin_flush()
+        assert not pending.end_flush(mark, since, drained=not pending.pending_upto(mark))
+        pending.settle([stuck], lost=False)
+        assert not flush_now(pending)  # the losses are reported (once) when the head settles
+        assert flush_now(pending)
+        assert (pending._firsts, pending._lasts) == ([], [])
+
+    def test_interleaved_losses_merge_into_runs_and_are_each_reported(self) -> None:
+        """Losses out of order join their neighbours; a flush sees any loss in its range."""
+        pending = PendingRecords()
+        seqs = [pending.add() for _ in range(6)]
+        for seq in (seqs[4], seqs[2], seqs[3], seqs[0]):
+            pending.settle([seq], lost=True)
+        assert (pending._firsts, pending._lasts) == ([0, 2], [0, 4])
+        pending.settle([seqs[1], seqs[5]], lost=False)
+        assert not flush_now(pending)
+        assert flush_now(pending)
