@@ -3,8 +3,9 @@
 Not thread-safe on its own: the ledger calls it under its lock.
 
 Memory follows what is *pending*, never what already settled: a set of the numbers still
-waiting (the oldest found lazily), and losses kept as runs of consecutive numbers, so an
-outage that drops a million records in a row costs one run, not a million entries.
+waiting, and losses kept as runs of consecutive numbers, so an outage that drops a million
+records in a row costs one run, not a million entries. The oldest pending number only ever
+moves up (numbers are handed out in order), so finding it again costs O(1) amortised.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class PendingRecords:
 
     def __init__(self) -> None:
         self._pending: set[int] = set()
-        #: The smallest pending number, or None when it must be looked up again.
-        self._oldest: int | None = None
+        #: No pending number is below this one (it may itself be settled already).
+        self._oldest = 0
         self._next = 0
         #: Lost numbers not yet reported by every flush that covers them: sorted, disjoint
         #: inclusive runs ``[first, last]`` (parallel lists, for bisect).
@@ -40,9 +41,9 @@ class PendingRecords:
         """Number a new record; it is pending until :meth:`settle` is called with its number."""
         seq = self._next
         self._next += 1
+        if not self._pending:
+            self._oldest = seq  # skip the settled numbers before it at once
         self._pending.add(seq)
-        if self._oldest is None and len(self._pending) == 1:
-            self._oldest = seq
         return seq
 
     @property
@@ -59,8 +60,6 @@ class PendingRecords:
             if seq < 0:
                 continue
             self._pending.discard(seq)
-            if seq == self._oldest:
-                self._oldest = None
             if lost:
                 self._lose(seq)
 
@@ -68,8 +67,8 @@ class PendingRecords:
         """True while some record numbered ``<= mark`` has no outcome yet."""
         if not self._pending:
             return False
-        if self._oldest is None:
-            self._oldest = min(self._pending)
+        while self._oldest not in self._pending:
+            self._oldest += 1
         return self._oldest <= mark
 
     def begin_flush(self) -> tuple[int, int]:
