@@ -12,6 +12,7 @@ import gc
 import gzip
 import json
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -145,6 +146,8 @@ def _variants(ctx: Context, spool_dir: str) -> list[tuple[str, Callable[[], logg
         ("floor: orjson.dumps, bytes kept", lambda: SnapshotFloorHandler(keep=True)),
         ("S3Handler object", s3()),
         ("S3Handler object + spool", s3(spool_dir=spool_dir)),
+        ("S3Handler object + spool + HMAC",  # own directory: not the backlog of the row above
+         s3(spool_dir=os.path.join(spool_dir, "hmac"), spool_hmac_key="k" * 32)),
         ("S3Handler batch", s3(mode="batch")),
         ("watchtower + JsonFormatter", lambda: _watchtower_handler(ctx.endpoint)),
         ("sync put_object (plan)",

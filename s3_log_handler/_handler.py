@@ -34,6 +34,8 @@ from ._redact import identity, make_redactor
 from ._settings import HandlerConfig
 from ._snapshot import Snapshotter, check_key_template
 from ._spool import Spool
+from ._spool_dir import UnsafeSpoolDir, report_refusal, resolve_spool_dir
+from ._spool_trust import KeyCheck, spool_mac_key
 from ._uploader import S3Uploader
 from ._worker import Uploaders
 
@@ -88,7 +90,7 @@ class S3Handler(logging.Handler):
         self._attribute = c.attribute
         redactor = make_redactor(c)
         self._redact = None if redactor is identity else redactor
-        self._spool = self._open_spool()
+        self._spool = self._open_spool(codec.suffix)
         self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
         self._ledger = Ledger(self._job_queue(), self._spool, self._reports, QueuePolicy.of(c))
         self._snapshot = Snapshotter(c, codec.suffix, self._ledger, self._reports)
@@ -103,16 +105,25 @@ class S3Handler(logging.Handler):
             self._keeper.start()
         _LIVE_HANDLERS.add(self)
 
-    def _open_spool(self) -> Spool | None:
+    def _open_spool(self, suffix: str) -> Spool | None:
+        """The spool in ``spool_dir`` (``"auto"``: the default private directory), or
+        ``None`` with one ERROR when it cannot be used or is not ours."""
         c = self.config
         if not (c.spool_dir and c.enabled):
             return None
+        directory = c.spool_dir
         try:
-            return Spool(c.spool_dir, c.spool_fsync, self._reports)
+            directory = resolve_spool_dir(c.spool_dir, c.bucket or "")
+            return Spool(directory, c.spool_fsync, self._reports,
+                         mac_key=spool_mac_key(c.spool_hmac_key),
+                         key_check=KeyCheck(c.key_template, c.prefix, ".json" + suffix, c.mode))
+        except UnsafeSpoolDir as exc:  # not ours: never read nor write there
+            report_refusal(self._reports, directory, str(exc))
+            return None
         except OSError as exc:  # fail safe: records still flow, in memory only
             self._reports.report("spool-open", logging.ERROR,
                                  "cannot use spool_dir %s (%s); records are held in memory "
-                                 "only", c.spool_dir, exc)
+                                 "only", directory, exc)
             return None
 
     def _job_queue(self) -> JobQueue:
@@ -272,9 +283,11 @@ class S3Handler(logging.Handler):
                                  record.name)
             return
         if self._redact is not None:
-            # First: the id in the key and metadata must be the hashed one, never raw PII.
-            payload = self._redact(payload)
-        entry = self._snapshot.take(record, payload)
+            # Converted to plain JSON types, then redacted: the id in the key and metadata,
+            # the object and any dead letter all come from that, never from raw PII.
+            entry = self._snapshot.take_redacted(record, payload, self._redact)
+        else:
+            entry = self._snapshot.take(record, payload)
         if entry is None:
             return
         if self._spool is not None:

@@ -2,8 +2,10 @@
 
 Every round it adopts segments whose owner is gone (every few seconds), reads records held
 only on disk back into memory when there is room, fsyncs the active segment
-(``spool_fsync="interval"``) and retries deletions that failed. Each step reports its own
-errors (rate-limited) and is tried again next round: a disk error never ends the thread.
+(``spool_fsync="interval"``) and retries deletions that failed. Lines read back that fail
+their checks (a key this handler could not have made, a missing or wrong HMAC) are
+dead-lettered through the ledger with their reason, never uploaded. Each step reports its
+own errors (rate-limited) and is tried again next round: a disk error never ends the thread.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class Keeper:
         adopted, torn = self._spool.adopt_abandoned()
         if torn:
             self._ledger.settle(torn, DEAD_LETTERED, "torn_write")
+        self._dead_letter_rejected()
         if adopted:
             self._ledger.count("recovered", SPOOLED, adopted)
             logger.info("S3Handler found %d undelivered records in %s; delivering them",
@@ -97,8 +100,29 @@ class Keeper:
             room = self._refill_bytes - self._ledger.memory_bytes
             if room <= 0:
                 return
-            entries = self._spool.load_backlog(room)
+            try:
+                entries = self._spool.load_backlog(room)
+            finally:
+                self._dead_letter_rejected()
             if not entries:
                 return
             self._on_work()
             self._ledger.requeue(entries)
+
+    def _dead_letter_rejected(self) -> None:
+        for reason, entries in self._spool.rejected.take().items():
+            self._ledger.settle(entries, DEAD_LETTERED, reason)
+            self._reports.report(f"spool-{reason}", logging.ERROR,
+                                 "S3Handler dead-lettered %d record(s) read back from spool %s "
+                                 "as %s%s; not uploaded (see %s)", len(entries),
+                                 self._spool.directory, reason, _WHY.get(reason, ""),
+                                 self._spool.dead_dir)
+
+
+#: What each reason a line read back is refused for means, for the report.
+_WHY = {
+    "foreign_key": " (a key or id this handler could not have made: outside its prefix, "
+                   "or not the shape of its key_template)",
+    "tampered": " (its HMAC is missing or wrong: changed or written without spool_hmac_key)",
+    "torn_write": " (a line that became unreadable after adoption)",
+}

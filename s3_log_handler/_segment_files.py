@@ -2,18 +2,30 @@
 
 Plain file operations with no state of their own; :class:`~s3_log_handler._spool.Spool` owns
 the bookkeeping and decides what a failure means. Every function may raise ``OSError``.
+
+No file is opened through a symlink (``O_NOFOLLOW``), a new one is created ``0600`` and
+never over an existing name, and only regular files owned by this process's effective uid
+are adopted or read (``O_NONBLOCK`` on those opens: a FIFO planted under a segment's name
+cannot hang the reader).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 
-from ._records import Entry
-from ._segment_lines import decode_lines, without_lines
+from ._segment_lines import Line, check_lines, without_lines
 
 SEGMENT_SUFFIX = ".seg"
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class ForeignFile(OSError):
+    """A file under a segment's name that is not ours to adopt (a symlink, not a regular
+    file, or owned by another uid); ``str(exc)`` says which."""
 
 
 def segment_path(directory: str, name: str) -> str:
@@ -25,7 +37,8 @@ def create_locked(directory: str, name: str) -> int:
     """Create segment ``name`` and return its descriptor, exclusively ``flock``-ed before it
     is visible under its final name, so no scanner can adopt it."""
     tmp = os.path.join(directory, name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.rename(tmp, segment_path(directory, name))
@@ -39,13 +52,20 @@ def create_locked(directory: str, name: str) -> int:
 
 def lock_abandoned(path: str) -> int | None:
     """A locked descriptor of the segment at ``path`` when its owner is gone, else ``None``
-    (still locked by a live owner, or deleted meanwhile)."""
+    (still locked by a live owner, or deleted meanwhile). Raises :class:`ForeignFile` when
+    the file there is not ours to adopt."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # gone meanwhile, or out of descriptors: try again next round
+        fd = os.open(path, _READ)
+    except OSError as exc:  # gone meanwhile, or out of descriptors: try again next round
+        if exc.errno == errno.ELOOP:
+            raise ForeignFile(errno.ELOOP, "a symbolic link, not a segment", path) from None
         return None
     try:
+        _check_ours(fd, path)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ForeignFile:
+        os.close(fd)
+        raise
     except OSError:
         os.close(fd)
         return None
@@ -55,20 +75,20 @@ def lock_abandoned(path: str) -> int | None:
     return fd
 
 
-def read_lines(path: str) -> list[tuple[int, Entry | None]]:
-    """Every line of the segment at ``path`` as ``(index, entry)``; ``None`` for a torn one."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return list(decode_lines(data))
+def read_lines(path: str, held: int, mac_key: bytes | None = None) -> list[Line]:
+    """Every line of the segment at ``path`` as ``(index, entry, problem)`` (see
+    :func:`~s3_log_handler._segment_lines.check_lines`). ``held`` is the descriptor the
+    spool holds (and locks) for it: a file at ``path`` that is not that one is refused."""
+    return list(check_lines(_read_held(path, held), mac_key))
 
 
-def rewrite_without(path: str, indices: set[int], *, fsync: bool) -> None:
-    """Replace the segment at ``path`` by a copy without the lines numbered ``indices``. The
-    copy is created ``0600`` and never through a symlink planted at its name."""
+def rewrite_without(path: str, indices: set[int], held: int, *, fsync: bool) -> None:
+    """Replace the segment at ``path`` (held open as ``held``) by a copy without the lines
+    numbered ``indices``. The copy is created ``0600`` and never through a symlink planted
+    at its name."""
     tmp = path.removesuffix(SEGMENT_SUFFIX) + ".compact"
     try:
-        with open(path, "rb") as f:
-            kept = without_lines(f.read(), indices)
+        kept = without_lines(_read_held(path, held), indices)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         with open(fd, "wb") as f:
@@ -84,8 +104,33 @@ def rewrite_without(path: str, indices: set[int], *, fsync: bool) -> None:
 
 def fsync_directory(path: str) -> None:
     """Make the names in directory ``path`` (a new segment's) survive a power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_held(path: str, held: int) -> bytes:
+    """The bytes of the file at ``path``, which must be the very file ``held`` is open on."""
+    fd = os.open(path, _READ)
+    owned = False  # once open() has it, closing the file closes the descriptor
+    try:
+        mine, there = os.fstat(held), os.fstat(fd)
+        if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+            raise ForeignFile(errno.ESTALE, "replaced by another file since it was locked", path)
+        with open(fd, "rb") as f:
+            owned = True
+            return f.read()
+    finally:
+        if not owned:
+            os.close(fd)
+
+
+def _check_ours(fd: int, path: str) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ForeignFile(errno.EPERM, "not a regular file", path)
+    if st.st_uid != os.geteuid():
+        raise ForeignFile(errno.EPERM, f"owned by uid {st.st_uid}, not by this process "
+                          f"(euid {os.geteuid()})", path)

@@ -1,9 +1,13 @@
 """Write-ahead spool: records reach disk before ``emit()`` returns and leave it once delivered.
 
-Layout of ``spool_dir``::
+Layout of ``spool_dir`` (directories ``0700``, files ``0600``, owned by this euid)::
 
     <ms>-<pid>-<rand>.seg    segments: one record per line, ``<header json>\\t<body json>\\n``
     dead/<ms>-<rand>.json    dead letters: one record that can never be uploaded, with its reason
+
+The directory and ``dead/`` are checked at start and before every adoption
+(:mod:`._spool_dir`); a line read back is checked before it may be uploaded
+(:mod:`._spool_trust`).
 
 A live process holds an exclusive ``flock`` on each segment it owns, so another process (or a
 later handler in the same process) adopts only segments whose owner is gone. A segment is
@@ -25,6 +29,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._deadletters import write_dead_letter
@@ -32,6 +37,7 @@ from ._diagnostics import Reports
 from ._records import Entry, SpoolRef
 from ._segment_files import (
     SEGMENT_SUFFIX,
+    ForeignFile,
     create_locked,
     fsync_directory,
     lock_abandoned,
@@ -39,7 +45,9 @@ from ._segment_files import (
     rewrite_without,
     segment_path,
 )
-from ._segment_lines import encode_line
+from ._segment_lines import TORN_WRITE, Line, encode_line
+from ._spool_dir import prepare_spool_dir, refuse_if_not_ours
+from ._spool_trust import Rejected, vet
 
 #: A segment is sealed (and a new one started) past this size.
 SEGMENT_BYTES = 4 * 1024 * 1024
@@ -65,14 +73,23 @@ class _Segment:
 class Spool:
     """A directory of write-ahead segments owned by one handler in one process.
 
-    Raises ``OSError`` only at construction (the directory cannot be created) and from the
-    keeper's reads; every method a record passes through reports and carries on.
+    Raises ``OSError`` only at construction (the directory cannot be created, or is not
+    ours: :class:`~._spool_dir.UnsafeSpoolDir`) and from the keeper's reads; every method a
+    record passes through reports and carries on. ``mac_key`` makes every line carry an
+    HMAC; ``key_check`` says whether a line read back may be uploaded under its key.
     """
 
-    def __init__(self, directory: str, fsync: str = "never",
-                 reports: Reports | None = None) -> None:
+    def __init__(self, directory: str, fsync: str = "never", reports: Reports | None = None,
+                 *, mac_key: bytes | None = None,
+                 key_check: Callable[[Entry], bool] | None = None) -> None:
         self.directory = directory
-        self.dead_dir = os.path.join(directory, "dead")
+        self.dead_dir = prepare_spool_dir(directory)
+        self._mac_key = mac_key
+        self._key_check = key_check
+        #: Why the spool switched itself off (its directory is no longer ours), else None.
+        self._off: str | None = None
+        #: Lines read back that must not be uploaded, for the keeper to dead-letter.
+        self.rejected = Rejected()
         self._fsync = fsync
         self._reports = reports or Reports()
         self._lock = threading.Lock()
@@ -80,13 +97,15 @@ class Spool:
         self._active: _Segment | None = None
         self._closed = False
         self._last_sync = time.monotonic()
-        os.makedirs(self.dead_dir, exist_ok=True)
 
     # -- writing -------------------------------------------------------------------------
     def append(self, entry: Entry) -> Entry:
         """Write ``entry`` to the active segment and set its :class:`SpoolRef`; when the disk
-        fails, report it and return ``entry`` without one (held in memory only)."""
-        line = encode_line(entry)
+        fails or the spool is off, report it and return ``entry`` without one (held in
+        memory only)."""
+        if self._off is not None:
+            return entry
+        line = encode_line(entry, self._mac_key)
         with self._lock:
             try:
                 segment = self._writable_segment()
@@ -230,8 +249,12 @@ class Spool:
                     if loaded:
                         break  # hand back what was read; the rest waits for the next round
                     raise
-                for index, entry in lines:
-                    if entry is None or index not in segment.disk_only:
+                for index, entry, problem in lines:
+                    if index not in segment.disk_only:
+                        continue
+                    if problem is not None or entry is None:
+                        self.rejected.add(problem, entry, SpoolRef(segment.name, index),
+                                          seq=segment.disk_only.pop(index))
                         continue
                     entry.seq = segment.disk_only.pop(index)
                     entry.ref = SpoolRef(segment.name, index)
@@ -246,10 +269,15 @@ class Spool:
         """Lock every segment whose owner is gone and take its records as disk-only.
 
         Returns ``(records, torn)``: how many complete records were adopted, and the torn
-        lines (a write cut short by a crash), which the caller dead-letters.
+        lines (a write cut short by a crash), which the caller dead-letters; lines that
+        fail their checks go to :attr:`rejected`. When the directory is no longer ours,
+        the spool switches itself off (one ERROR) and adopts nothing.
         """
         adopted = 0
         torn: list[Entry] = []
+        self._off = self._off or refuse_if_not_ours(self.directory, self._reports)
+        if self._off is not None:
+            return adopted, torn
         for name in sorted(os.listdir(self.directory)):
             if not name.endswith(SEGMENT_SUFFIX):
                 continue
@@ -259,7 +287,13 @@ class Spool:
                     break
                 if name in self._segments:
                     continue
-                segment = self._try_lock(name)
+                try:
+                    segment = self._try_lock(name)
+                except ForeignFile as exc:
+                    self._reports.report(f"spool-foreign-file-{name}", logging.WARNING,
+                                         "not adopting %s in spool %s: %s", name,
+                                         self.directory, exc.strerror)
+                    continue
                 if segment is None:
                     continue
                 try:
@@ -271,14 +305,16 @@ class Spool:
                                          "cannot read abandoned spool segment %s (%s); will "
                                          "retry", name, exc, outage="spool")
                     continue
-                for index, entry in lines:
+                for index, entry, problem in lines:
                     segment.total += 1
-                    if entry is None:
-                        torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index),
-                                           source="recovered"))
-                    else:
+                    if problem is None and entry is not None:
                         segment.disk_only[index] = -1
                         adopted += 1
+                    elif problem == TORN_WRITE:
+                        torn.append(Entry(b"", 0.0, "", None, ref=SpoolRef(name, index),
+                                          source="recovered"))
+                    else:
+                        self.rejected.add(problem, entry, SpoolRef(name, index))
                 self._segments[name] = segment
                 self._finish(segment)
         return adopted, torn
@@ -290,7 +326,10 @@ class Spool:
     # -- dead letters --------------------------------------------------------------------
     def keep_letters(self, entries: list[Entry], reason: str) -> None:
         """Keep each of ``entries`` in ``dead/`` with ``reason``; when the area is full or
-        fails, report it (the records stay counted ``dead_lettered``). Never raises."""
+        fails, report it (the records stay counted ``dead_lettered``). Never raises. With
+        the spool off (its directory not ours) no letter is written there."""
+        if self._off is not None:
+            return
         for entry in entries:
             try:
                 kept = write_dead_letter(self.dead_dir, entry, reason)
@@ -364,7 +403,7 @@ class Spool:
         records delivered before close are never sent again (still locked: no one reads).
         When that fails the segment is handed on whole, and the failure reported."""
         try:
-            rewrite_without(self._path(segment.name), segment.done,
+            rewrite_without(self._path(segment.name), segment.done, segment.fd,
                             fsync=self._fsync != "never")
         except Exception as exc:
             self._reports.report("spool-compact", logging.ERROR,
@@ -372,8 +411,9 @@ class Spool:
                                  "records (%s); the next owner sends them again",
                                  segment.name, exc)
 
-    def _read(self, segment: _Segment) -> list[tuple[int, Entry | None]]:
-        return read_lines(self._path(segment.name))
+    def _read(self, segment: _Segment) -> list[Line]:
+        return vet(read_lines(self._path(segment.name), segment.fd, self._mac_key),
+                   self._key_check)
 
     def _path(self, name: str) -> str:
         return segment_path(self.directory, name)

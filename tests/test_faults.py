@@ -10,7 +10,7 @@ boto3 client, and a PutObject refused *before* it is sent (so S3 never stored it
 * once the faults stop, new records are delivered too.
 
 Injection points are module globals the core keeps: ``_spool.os``/``_spool.open`` (and the
-same in ``_segment_files``, where the spool's file calls live),
+same in ``_segment_files``, where the spool's file calls live, and ``_spool_dir``),
 ``_deadletters.os``/``_deadletters.open``, ``_encode.gzip``, and ``boto3_session=``.
 Errors injected: ``OSError`` EIO, ENOSPC, EACCES, and ``RuntimeError`` (an unexpected bug).
 """
@@ -37,7 +37,14 @@ import orjson
 import pytest
 from conftest import free_port, read_objects, wait_until
 
-from s3_log_handler import S3Handler, _deadletters, _encode, _segment_files, _spool
+from s3_log_handler import (
+    S3Handler,
+    _deadletters,
+    _encode,
+    _segment_files,
+    _spool,
+    _spool_dir,
+)
 from s3_log_handler.counters import balance
 
 # -- errors and the injector ----------------------------------------------------------------
@@ -200,7 +207,8 @@ class FaultySession:
 
 def install(monkeypatch: pytest.MonkeyPatch, injector: Injector) -> None:
     """Route the core's file I/O and compression through ``injector``."""
-    for spool_module in (_spool, _segment_files):  # the spool and its segment file calls
+    # the spool, its segment file calls, and its directory checks
+    for spool_module in (_spool, _segment_files, _spool_dir):
         monkeypatch.setattr(spool_module, "os", FaultyOs(injector, "spool"))
         monkeypatch.setattr(spool_module, "open", faulty_open(injector, "spool"), raising=False)
     monkeypatch.setattr(_deadletters, "os", FaultyOs(injector, "dead"))

@@ -4,6 +4,7 @@ step's disk errors reported (rate-limited) and retried next round without losing
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import threading
@@ -88,8 +89,8 @@ def make_rig(tmp_path: Path) -> Iterator[MakeRig]:
     made: list[Rig] = []
 
     def make(*, refill_bytes: int = 10**9, max_queue_bytes: int = 10**9,
-             when_full: str = "spool") -> Rig:
-        spool = Spool(str(tmp_path))
+             when_full: str = "spool", **spool_options: Any) -> Rig:
+        spool = Spool(str(tmp_path), **spool_options)
         reports = Reports()
         jobs = JobQueue(JobMaker(OBJECT_KEY_TEMPLATE, "sessions", ""), None)
         ledger = Ledger(jobs, spool, reports, QueuePolicy(max_queue_bytes, when_full, 1.0))
@@ -241,6 +242,63 @@ class TestRefill:
         rig.keeper.run_once()
         assert (rig.stats()["spooled"], rig.stats()["queued"]) == (2, 1)
         assert not rig.woken
+
+
+class TestUntrustedLines:
+    """Issue 14: lines read back that fail their checks are dead-lettered, never queued."""
+
+    @staticmethod
+    def only_sessions(entry: Entry) -> bool:
+        return entry.key is None or entry.key.startswith("sessions/")
+
+    def test_adopted_lines_with_foreign_keys_or_no_hmac_are_dead_lettered(
+        self, make_rig: MakeRig, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A dead owner's signed records are adopted; a line keyed outside the prefix and an
+        unsigned line are counted recovered and dead-lettered with their reasons (one ERROR
+        each), in dead/ with their payloads; the counters balance."""
+        owner = Spool(str(tmp_path), mac_key=b"k")
+        owner.append(record(1))
+        owner.append(Entry(record(2).body, DAY, "r2", "elsewhere/r2.json"))
+        owner.close()
+        [segment] = tmp_path.glob("*.seg")
+        with segment.open("ab") as f:
+            f.write(encode_line(record(3)))  # no HMAC
+        rig = make_rig(mac_key=b"k", key_check=self.only_sessions)
+        rig.keeper.run_once()
+        stats = rig.stats()
+        assert stats["recovered"] == 3
+        assert stats["dead_letter_reasons"] == {"foreign_key": 1, "tampered": 1}
+        assert_consistent(stats)
+        assert rig.deliver_ready() == ["r1"]
+        assert sorted(json.loads(p.read_text())["reason"] for p in (tmp_path / "dead").iterdir()
+                      ) == ["foreign_key", "tampered"]
+        assert len(messages(caplog, logging.ERROR, "not uploaded")) == 2
+        assert list(tmp_path.glob("*.seg")) == []
+
+    def test_a_spilled_record_changed_on_disk_is_dead_lettered_and_flush_reports_it(
+        self, make_rig: MakeRig, tmp_path: Path,
+    ) -> None:
+        """A record of this handler spilled to disk, then its line given a foreign key: the
+        refill dead-letters it (spooled -> dead_lettered), the others come back, and the
+        flush that covers it reports a loss."""
+        rig = make_rig(max_queue_bytes=COST, refill_bytes=10 * COST,
+                       key_check=self.only_sessions)
+        for n in range(3):
+            rig.emit(n)
+        assert (rig.stats()["queued"], rig.stats()["spooled"]) == (1, 2)
+        [segment] = tmp_path.glob("*.seg")
+        data = segment.read_bytes()
+        segment.write_bytes(data.replace(b'"sessions/r2.json"', b'"elsewhere/r2.json"'))
+        sent = rig.deliver_ready()
+        rig.keeper.run_once()
+        sent += rig.deliver_ready()
+        stats = rig.stats()
+        assert sorted(sent) == ["r0", "r1"]
+        assert stats["dead_letter_reasons"] == {"foreign_key": 1}
+        assert (stats["spooled"], stats["queued"], stats["delivered"]) == (0, 0, 2)
+        assert_consistent(stats)
+        assert rig.ledger.flush(0.0) is False  # r2 was emitted here and is not delivered
 
 
 class TestErrors:

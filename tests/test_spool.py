@@ -14,7 +14,7 @@ import pytest
 
 from s3_log_handler import _deadletters as deadletters
 from s3_log_handler import _spool as spool_module
-from s3_log_handler._records import Entry
+from s3_log_handler._records import Entry, SpoolRef
 from s3_log_handler._segment_lines import decode_lines, encode_line, without_lines
 from s3_log_handler._spool import Spool
 
@@ -358,3 +358,119 @@ class TestWithoutLines:
         assert without_lines(data, {0, 2}) == b"b\ntorn"
         assert without_lines(b"a\nb\n", {1}) == b"a\n"
         assert without_lines(b"a\nb\n", {0, 1}) == b""
+
+
+class TestUntrustedDisk:
+    """Issue 14: what the spool reads back is checked; a directory not ours is not used."""
+
+    @staticmethod
+    def only_sessions(e: Entry) -> bool:
+        return e.key is None or e.key.startswith("sessions/")
+
+    def test_a_line_changed_in_place_after_adoption_is_rejected_when_reloaded(
+        self, tmp_path: Path,
+    ) -> None:
+        """Adopted (checked) first, then rewritten in place with a foreign key before the
+        reload: the reload checks again, so the line is set aside, never handed back."""
+        owner = Spool(str(tmp_path))
+        for n in range(3):
+            owner.append(entry(n))
+        owner.close()
+        spool = Spool(str(tmp_path), key_check=self.only_sessions)
+        assert spool.adopt_abandoned() == (3, [])
+        [segment] = segments(tmp_path)
+        with segment.open("r+b") as f:  # same file, same inode
+            data = f.read().replace(b"sessions/k.json.gz", b"elsewhere/k.json.gz", 1)
+            f.seek(0)
+            f.write(data)
+        loaded = spool.load_backlog(1 << 20)
+        assert [e.record_id for e in loaded] == ["s-1", "s-2"]
+        rejected = spool.rejected.take()
+        assert list(rejected) == ["foreign_key"]
+        [bad] = rejected["foreign_key"]
+        assert (bad.record_id, bad.state, bad.ref) == ("s-0", "spooled",
+                                                        SpoolRef(segment.stem, 0))
+        assert spool.rejected.take() == {}
+        spool.close()
+
+    def test_a_segment_replaced_by_another_file_after_adoption_is_not_read(
+        self, tmp_path: Path,
+    ) -> None:
+        """A different file renamed over an adopted segment is refused (it is not the file
+        the spool holds locked); its records stay on disk, nothing is handed back."""
+        owner = Spool(str(tmp_path))
+        owner.append(entry(1))
+        owner.close()
+        spool = Spool(str(tmp_path))
+        assert spool.adopt_abandoned() == (1, [])
+        [segment] = segments(tmp_path)
+        forged = tmp_path / "forged"
+        forged.write_bytes(encode_line(entry(9, key="elsewhere/x.json.gz")))
+        os.replace(forged, segment)
+        with pytest.raises(OSError, match="replaced by another file"):
+            spool.load_backlog(1 << 20)
+        spool.close()
+
+    def test_a_directory_that_stops_being_ours_switches_the_spool_off(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Made 0777 after start: the next adoption refuses it (one ERROR), adopts nothing,
+        and from then on nothing is written there: no segment, no dead letter."""
+        spool = Spool(str(tmp_path))
+        dead = Spool(str(tmp_path))
+        dead.append(entry(1))
+        dead.close()
+        tmp_path.chmod(0o777)
+        try:
+            assert spool.adopt_abandoned() == (0, [])
+            assert spool.adopt_abandoned() == (0, [])
+            assert spool.append(entry(2)).ref is None
+            spool.keep_letters([entry(3)], "too_large")
+        finally:
+            tmp_path.chmod(0o700)
+        assert len(segments(tmp_path)) == 1
+        assert dead_letters(tmp_path) == []
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == 1 and "chmod 700" in refusals[0]
+        spool.close()
+
+    def test_a_symlinked_directory_is_refused_at_construction(self, tmp_path: Path) -> None:
+        from s3_log_handler._spool_dir import UnsafeSpoolDir
+
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        with pytest.raises(UnsafeSpoolDir, match="symbolic link"):
+            Spool(str(tmp_path / "link"))
+
+    def test_with_a_mac_key_every_line_is_signed_and_a_forged_one_rejected(
+        self, tmp_path: Path,
+    ) -> None:
+        """Lines written with mac_key carry an HMAC; an unsigned line appended to an
+        abandoned segment is set aside as tampered at adoption; signed ones are adopted."""
+        owner = Spool(str(tmp_path), mac_key=b"secret")
+        owner.append(entry(1))
+        owner.close()
+        [segment] = segments(tmp_path)
+        assert b'"h":"' in segment.read_bytes()
+        with segment.open("ab") as f:
+            f.write(encode_line(entry(2)))
+        spool = Spool(str(tmp_path), mac_key=b"secret")
+        assert spool.adopt_abandoned() == (1, [])
+        assert [e.record_id for e in spool.rejected.take()["tampered"]] == ["s-2"]
+        spool.close()
+
+    def test_dead_letters_are_0600_and_tampered_ones_are_not_replayable(
+        self, tmp_path: Path,
+    ) -> None:
+        spool = Spool(str(tmp_path))
+        spool.keep_letters([entry(1)], "too_large")
+        spool.keep_letters([entry(2)], "tampered")
+        modes = {stat_mode(p) for p in (tmp_path / "dead").iterdir()}
+        assert modes == {0o600}
+        assert [d.payload["session_id"] for d in
+                deadletters.replayable_dead_letters(str(tmp_path / "dead"))] == ["s-1"]
+        spool.close()
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
