@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from . import _names as names
 
 #: Athena documents that the OpenX SerDe can return non-deterministic rows; this one cannot.
 JSON_SERDE = "org.apache.hive.hcatalog.data.JsonSerDe"
@@ -54,8 +55,6 @@ TABLE TABLESAMPLE THEN TIME TIMESTAMP TO TRANSFORM TRIGGER TRUE TRUNCATE UNBOUND
 UNIQUEJOIN UPDATE USER USING UTC_TIMESTAMP VALUES VARCHAR VIEWS WHEN WHERE WINDOW WITH
 """
 _DDL_RESERVED = frozenset(_DDL_RESERVED_TEXT.split())
-#: Athena names: lowercase letters, digits and underscores (the SerDe lowercases JSON keys).
-_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _UNKNOWN = "string"
 
 
@@ -117,16 +116,20 @@ def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_anal
     ``MSCK REPAIR TABLE``. ``years`` is the inclusive projected year range. Columns come from
     ``sample`` (see :func:`load_sample`) or :data:`DEFAULT_SESSION_COLUMNS`. ``mode`` only
     changes the header comment: object (``.json.gz``) and batch (``.ndjson.gz``) objects are
-    the same rows. Raises ``ValueError`` for an invalid table/database name, mode or year
-    range, and for a sample with no usable key.
+    the same rows. Raises ``ValueError`` naming the value and the rule for a bucket that is
+    not an S3 bucket name, a prefix the handler would refuse, a table/database name that is
+    not ``[a-z_][a-z0-9_]*``, a mode or year range, and for a sample with no usable key.
+    Every string literal has its quotes doubled (:func:`~s3_log_handler._names.sql_literal`).
     """
     if mode not in ("object", "batch"):
         msg = f"mode must be 'object' or 'batch', got {mode!r}"
         raise ValueError(msg)
-    for label, name in (("table", table), ("database", database or "x")):
-        if not _NAME.match(name):
-            msg = f"{label} name must match [a-z_][a-z0-9_]*, got {name!r}"
-            raise ValueError(msg)
+    names.bucket(bucket)
+    if prefix:
+        names.prefix(prefix)
+    names.identifier(table, "table")
+    if database is not None:
+        names.identifier(database, "database")
     skipped: list[str] = []
     if sample is None:
         columns = list(DEFAULT_SESSION_COLUMNS)
@@ -135,28 +138,31 @@ def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_anal
         if not columns:
             msg = f"{sample}: no key can be an Athena column (skipped: {', '.join(skipped)})"
             raise ValueError(msg)
-    root = f"s3://{bucket}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{bucket}"
+    root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     qualified = f"`{database}`.`{table}`" if database else f"`{table}`"
     layout = ("one .ndjson.gz object per batch, one session per line" if mode == "batch"
               else "one .json.gz object per session")
     header = [f"-- Written by S3Handler(mode={mode!r}): {layout}; both layouts share this table.",
               "-- Partition projection: no MSCK REPAIR TABLE or ALTER TABLE ADD PARTITION needed."]
     if skipped:
+        # JSON-quoted (ASCII): a key from the sample cannot end the comment with a newline.
         header.append("-- Skipped keys (not valid Athena column names, or a partition column): "
-                      + ", ".join(skipped))
+                      + ", ".join(json.dumps(k) for k in skipped))
     body = ",\n".join(f"  `{name}` {kind}" for name, kind in columns)
+    literal = names.sql_literal
     return "\n".join([
         *header,
         f"CREATE EXTERNAL TABLE IF NOT EXISTS {qualified} (",
         body,
         ")",
         "PARTITIONED BY (" + ", ".join(f"`{c}` int" for c in PARTITION_COLUMNS) + ")",
-        f"ROW FORMAT SERDE '{JSON_SERDE}'",
-        f"STORED AS INPUTFORMAT '{INPUT_FORMAT}'",
-        f"OUTPUTFORMAT '{OUTPUT_FORMAT}'",
-        f"LOCATION '{root}/'",
+        f"ROW FORMAT SERDE {literal(JSON_SERDE)}",
+        f"STORED AS INPUTFORMAT {literal(INPUT_FORMAT)}",
+        f"OUTPUTFORMAT {literal(OUTPUT_FORMAT)}",
+        f"LOCATION {literal(root + '/')}",
         "TBLPROPERTIES (",
-        ",\n".join(f"  '{k}'='{v}'" for k, v in projection_properties(root, years).items()),
+        ",\n".join(f"  {literal(k)}={literal(v)}"
+                   for k, v in projection_properties(root, years).items()),
         ");",
     ])
 
@@ -189,7 +195,7 @@ def _fields(objects: Sequence[Mapping[str, Any]], path: str) -> (
     for obj in objects:
         for key, value in obj.items():
             name = str(key).lower()
-            if not _NAME.match(name) or (not path and name in PARTITION_COLUMNS):
+            if not names.is_identifier(name) or (not path and name in PARTITION_COLUMNS):
                 if path + str(key) not in skipped:
                     skipped.append(path + str(key))
                 continue

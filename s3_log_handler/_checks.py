@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from botocore.config import Config
 
+from . import _names as names
+
 #: Allowed ``compress_level`` per codec, inclusive; a codec not listed takes no level.
 LEVELS = {"gzip": (0, 9), "zstd": (1, 22)}
 #: Settings limited to a fixed set of strings (checksum_algorithm is matched case-insensitively).
@@ -31,10 +33,15 @@ INTEGERS = ("workers", "max_batch_records", "max_batch_bytes", "max_record_bytes
 #: Settings in seconds, and whether 0 is allowed (a 0 retry or batch age would spin).
 SECONDS = {"close_timeout": True, "block_timeout": True, "max_batch_age": False,
             "retry_base": False, "retry_cap": False, "config_error_retry": False}
-#: Strings that must also match a pattern (bucket: legacy names included, or an access point).
+#: Strings checked by a rule of :mod:`_names` (bucket: also an access point; prefix: also
+#: empty, which ``validate`` allows only for a key template without ``{prefix}``).
+NAMED: dict[str, Callable[[str], str]] = {
+    "bucket": lambda value: names.bucket(value, writable=True),
+    "prefix": lambda value: names.prefix(value) if value else value,
+    "sse_kms_key_id": names.kms_key_arn,
+}
+#: Strings that must also match a pattern.
 TEXT_FORMS = {
-    "bucket": (re.compile(r"arn:\S+|[A-Za-z0-9._-]+"),
-               "a bucket name (letters, digits, '.', '-', '_') or an ARN, without s3://"),
     "endpoint_url": (re.compile(r"https?://[^/?#\s]+\S*", re.IGNORECASE),
                      "an http:// or https:// URL"),
     "attribute": (re.compile(r".+", re.DOTALL), "a non-empty LogRecord attribute name"),
@@ -108,12 +115,15 @@ def level(value: object, compression: str) -> int:
 
 
 def text(name: str, value: object) -> str:
-    """A string (``spool_dir`` also a path), matching its :data:`TEXT_FORMS` pattern if any."""
+    """A string (``spool_dir`` also a path), passing its :data:`NAMED` rule or matching its
+    :data:`TEXT_FORMS` pattern if it has one."""
     if name == "spool_dir" and isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str):
         msg = bad(name, "a string", value)
         raise TypeError(msg)
+    if name in NAMED:
+        return NAMED[name](value)
     pattern, accepted = TEXT_FORMS.get(name, (None, ""))
     if pattern is not None and not pattern.fullmatch(value):
         msg = bad(name, accepted, value)
@@ -140,7 +150,9 @@ def field_paths(name: str, value: object) -> tuple[str, ...]:
     """Dotted field paths from a list/tuple of str, or one comma-separated string (env-friendly).
 
     Blank entries are dropped. ``TypeError`` for a non-str item; ``ValueError`` for anything
-    else (a path with an empty part such as ``"a..b"`` could never match).
+    else, and for a path that could never match a key: an empty part (``"a..b"``,
+    ``"user_email."``), a part with surrounding spaces or control characters, or a wildcard
+    or index (``*``, ``[0]``: paths already run through every element of a list).
     """
     items = value.split(",") if isinstance(value, str) else value
     accepted = "a list of dotted field paths or a comma-separated string"
@@ -151,10 +163,16 @@ def field_paths(name: str, value: object) -> tuple[str, ...]:
         if not isinstance(item, str):
             msg = bad(f"each item of {name}", "a string", item)
             raise TypeError(msg)
-        if item.strip() and not all(item.strip().split(".")):
-            msg = bad(f"each item of {name}", "a dotted field path like 'user.email'", item)
+        if item.strip() and not all(map(_path_part_ok, item.strip().split("."))):
+            msg = bad(f"each item of {name}", "a dotted field path like 'user.email' (parts "
+                      "not empty, no surrounding spaces, no control characters, * [ or ])", item)
             raise ValueError(msg)
     return tuple(p.strip() for p in items if p.strip())
+
+
+def _path_part_ok(part: str) -> bool:
+    return bool(part) and part == part.strip() and not any(
+        c in "*[]" or ord(c) < 0x20 or ord(c) == 0x7F for c in part)
 
 
 def client_part(name: str, value: object) -> object:

@@ -51,14 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "athena-ddl":
         from ._athena import athena_ddl
 
-        print(athena_ddl(bucket=args.bucket, prefix=args.prefix, table=args.table,
-                         database=args.database, mode=args.mode, sample=args.sample))
+        try:
+            ddl = athena_ddl(bucket=args.bucket, prefix=args.prefix, table=args.table,
+                             database=args.database, mode=args.mode, sample=args.sample)
+        except ValueError as exc:  # a refused name says which value and which rule
+            print(f"s3-log-handler athena-ddl: {exc}", file=sys.stderr)
+            return 2
+        print(ddl)
         return 0
     if args.command == "iam-policy":
         from ._iam import iam_policy
 
-        print(json.dumps(iam_policy(bucket=args.bucket, prefix=args.prefix,
-                                    kms_key=args.kms_key), indent=2))
+        try:
+            policy = iam_policy(bucket=args.bucket, prefix=args.prefix, kms_key=args.kms_key)
+        except ValueError as exc:
+            print(f"s3-log-handler iam-policy: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(policy, indent=2))
         return 0
     from ._replay import replay
 

@@ -6,6 +6,10 @@ Expansion rules (every string value in the document, at any depth; keys are left
 * ``${VAR:-default}`` is the value when set and non-empty, else ``default``; the default may
   itself contain ``{...}`` and ``${...}`` references.
 * ``$${`` is a literal ``${`` (e.g. for a ``style: $`` log format).
+* A string that took text from the environment is a literal (:class:`EnvText`): dictConfig's
+  ``ext://`` and ``cfg://`` conversion never applies to it, so ``ANALYTICS_S3_PREFIX=ext://os.sep``
+  stays that text (and is refused as a prefix) instead of importing ``os.sep``. Only text
+  written in the file itself (``stream: ext://sys.stderr``, a default) is converted.
 * A value that is *exactly one* reference whose default is a number (``${X:-5}``, ``${X:-0.5}``)
   or a boolean (``${X:-true}``) is converted to a number or a boolean, so numeric handler
   options keep their type; anything else the variable holds is an error naming it. Every
@@ -34,6 +38,21 @@ _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME_CHARS = _NAME_START | frozenset("0123456789")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
+
+
+class EnvText(str):
+    """A configuration string that took text from the environment: always a literal."""
+
+    __slots__ = ()
+
+
+class _LiteralEnvConfigurator(logging.config.DictConfigurator):
+    """``dictConfig`` that leaves :class:`EnvText` values alone (no ``ext://``/``cfg://``)."""
+
+    def convert(self, value: Any) -> Any:
+        if type(value) is EnvText:
+            return str(value)
+        return super().convert(value)
 
 
 class ConfigError(ValueError):
@@ -99,7 +118,8 @@ def configure(path: str | os.PathLike[str] | Traversable = DEFAULT_CONFIG,
     expanded = load_config(path, environ)
     _flush_current_handlers()
     try:
-        logging.config.dictConfig(copy.deepcopy(expanded))  # dictConfig consumes its input
+        # As dictConfig() does (it consumes its input), with environment text kept literal.
+        _LiteralEnvConfigurator(copy.deepcopy(expanded)).configure()
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         msg = f"{path}: logging configuration rejected: {exc}"
         raise ConfigError(msg) from exc
@@ -118,9 +138,9 @@ def expand_env(value: Any, environ: Mapping[str, str], source: str) -> Any:
 
 
 def _expand_value(text: str, environ: Mapping[str, str], source: str) -> Any:
-    result, whole = _expand_text(text, environ, source)
+    result, whole, from_env = _expand_text(text, environ, source)
     if whole is None:
-        return result
+        return EnvText(result) if from_env else result
     name, default = whole
     if _number(default) is not None:
         number = _number(result)
@@ -134,16 +154,17 @@ def _expand_value(text: str, environ: Mapping[str, str], source: str) -> Any:
             msg = f"{source}: {name}={result!r} must be true or false (its default is {default!r})"
             raise ConfigError(msg)
         return flag
-    return result
+    return EnvText(result) if from_env else result
 
 
 def _expand_text(text: str, environ: Mapping[str, str], source: str) -> (
-    tuple[str, tuple[str, str] | None]
+    tuple[str, tuple[str, str] | None, bool]
 ):
-    """The expanded text, and ``(name, default)`` when ``text`` is exactly one reference
-    with a default."""
+    """The expanded text, ``(name, default)`` when ``text`` is exactly one reference with a
+    default, and whether any of the text came from the environment."""
     out: list[str] = []
     whole: tuple[str, str] | None = None
+    from_env = False
     pos = 0
     while (start := text.find("$", pos)) >= 0:
         if text.startswith("$${", start):
@@ -158,15 +179,18 @@ def _expand_text(text: str, environ: Mapping[str, str], source: str) -> (
         name, default, end = _parse_reference(text, start, source)
         value = environ.get(name)
         if not value and default is not None:
-            value = _expand_text(default, environ, source)[0]
+            value, _, nested_env = _expand_text(default, environ, source)
+            from_env = from_env or nested_env
         elif value is None:
             raise MissingVariableError(name, source)
+        else:
+            from_env = True
         out.append(value)
         if start == 0 and end == len(text) and default is not None:
             whole = (name, default)
         pos = end
     out.append(text[pos:])
-    return "".join(out), whole
+    return "".join(out), whole, from_env
 
 
 def _parse_reference(text: str, start: int, source: str) -> tuple[str, str | None, int]:

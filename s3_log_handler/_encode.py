@@ -5,62 +5,27 @@ Pure functions: the caller's thread runs :func:`json_line`; worker threads run c
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import datetime as dt
-import decimal
-import enum
 import gzip
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ._plain import EncodeError, NoJsonForm, json_form, to_plain
+
+__all__ = ["Codec", "EncodeError", "JsonLine", "json_line", "make_codec", "plain_line"]
+
 _FAST = orjson.OPT_APPEND_NEWLINE
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-class EncodeError(ValueError):
-    """The payload cannot be represented as JSON (a cycle, or an encoder failure)."""
-
-
-class _NoJsonForm(TypeError):
-    """Raised by the strict encoder for a value it has no JSON form for."""
-
-
-def _json_form(value: Any) -> Any:
-    """The JSON form of a known non-JSON type; raises :class:`_NoJsonForm` otherwise."""
-    if isinstance(value, dt.date | dt.time):  # datetime is a date
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return _decimal_json(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        try:
-            return model_dump(mode="json")
-        except TypeError:  # a model_dump() without pydantic's mode= keyword
-            return model_dump()
-    raise _NoJsonForm(type(value).__name__)
 
 
 def _lenient(fallbacks: list[str]) -> Callable[[Any], Any]:
     def default(value: Any) -> Any:
         try:
-            return _json_form(value)
-        except _NoJsonForm:
+            return json_form(value)
+        except NoJsonForm:
             fallbacks.append(type(value).__name__)
             return str(value)
 
@@ -79,46 +44,42 @@ class JsonLine:
 
 
 def json_line(payload: object) -> JsonLine:
-    """Serialise ``payload`` to one line of compact JSON plus ``\\n``.
+    """Serialise ``payload`` to one line of compact JSON plus ``\\n``, always valid UTF-8.
 
     Encodes datetime/date/time (ISO 8601), Decimal, UUID, Enum, set/frozenset, bytes
-    (base64), dataclasses and objects with ``model_dump()``; anything else becomes
-    ``str(value)`` and is counted in ``fallbacks``. Raises :class:`EncodeError` for cycles
+    (base64), dataclasses, NamedTuples (as objects), mappings and objects with
+    ``model_dump()``; anything else becomes ``str(value)``, and a lone surrogate in a string
+    becomes U+FFFD: each counted in ``fallbacks``. Raises :class:`EncodeError` for cycles
     and encoder failures. The result is a snapshot: later mutation of ``payload`` does not
     change it.
     """
     try:
         # Fast path: no closure to build and no key conversion.
-        return JsonLine(_right_sized(orjson.dumps(payload, default=_json_form, option=_FAST)), 0)
+        return JsonLine(_right_sized(orjson.dumps(payload, default=json_form, option=_FAST)), 0)
     except TypeError:
         pass  # a value without a known JSON form, a non-str key, or a cycle: go slow
     fallbacks: list[str] = []
     try:
         body = orjson.dumps(payload, default=_lenient(fallbacks), option=_OPTIONS)
     except TypeError:
-        # orjson refuses integers beyond 64 bits before any hook runs; the stdlib does not.
-        fallbacks.clear()
-        body = _stdlib_line(payload, _lenient(fallbacks))
+        # A lone surrogate, an integer beyond 64 bits, a cycle, an odd key, a str() that
+        # raises: convert in Python (raises EncodeError for what has no JSON form at all).
+        plain = to_plain(payload, fail_closed=False)
+        return JsonLine(_right_sized(plain_line(plain.value)), plain.fallbacks)
     return JsonLine(_right_sized(body), len(fallbacks))
 
 
-def _stdlib_line(payload: object, default: Callable[[Any], Any]) -> bytes:
+def plain_line(value: object) -> bytes:
+    """One JSON line of a value made only of JSON types (see :func:`to_plain`)."""
     try:
-        text = json.dumps(payload, default=default, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
-    except Exception as exc:  # cycles, NaN, a default() whose str() raises: all encoder failures
-        msg = f"payload is not JSON-serialisable: {exc}"
-        raise EncodeError(msg) from exc
-    return text.encode("utf-8", "surrogatepass") + b"\n"
-
-
-def _decimal_json(value: decimal.Decimal) -> float | str:
-    """A JSON number when the float is exact, else the decimal's string (no silent rounding)."""
-    if value.is_finite():
-        as_float = float(value)
-        if decimal.Decimal(repr(as_float)) == value:
-            return as_float
-    return str(value)
+        return orjson.dumps(value, option=_FAST)
+    except TypeError:  # integers beyond 64 bits, or nesting deeper than orjson's limit
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        except Exception as exc:  # nesting deeper than the interpreter allows
+            msg = f"payload is not JSON-serialisable: {exc}"
+            raise EncodeError(msg) from exc
+        return text.encode("utf-8") + b"\n"
 
 
 def _right_sized(body: bytes) -> bytes:

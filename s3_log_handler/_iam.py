@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _names as names
+
 POLICY_VERSION = "2012-10-17"
 #: botocore's flexible checksums (CRC32 by default) and ``ExpectedBucketOwner`` need no
 #: permission beyond ``s3:PutObject``.
@@ -22,35 +24,32 @@ KMS_ACTIONS = ("kms:GenerateDataKey",)
 
 def object_arn(bucket: str, prefix: str) -> str:
     """The ARN of every object under ``prefix`` in ``bucket``: ``arn:aws:s3:::B/P/*``."""
-    prefix = prefix.strip("/")
     return f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
 
 
 def iam_policy(bucket: str, prefix: str = "sessions", kms_key: str | None = None) -> dict[str, Any]:
     """The identity policy an S3Handler writing to ``s3://bucket/prefix/`` needs, as JSON data.
 
-    One statement allows ``s3:PutObject`` on :func:`object_arn`; when ``kms_key`` (a key
-    ARN) is given, a second allows ``kms:GenerateDataKey`` on that key only. Raises
-    ``ValueError`` for an empty bucket name or a key that is not an ARN (IAM resources
-    need the full ARN, not a key id or alias name).
+    One statement allows ``s3:PutObject`` on :func:`object_arn`; when ``kms_key`` is given, a
+    second allows ``kms:GenerateDataKey`` on that key only. Raises ``ValueError`` naming the
+    value and the rule for a bucket that is not an S3 bucket name, a prefix the handler
+    would refuse (an empty prefix grants the whole bucket) and a key that is not a full key
+    ARN (IAM resources need it, not a key id or alias); wildcards are refused in all three.
     """
-    if not bucket or "/" in bucket:
-        msg = f"bucket must be a bare bucket name, got {bucket!r}"
-        raise ValueError(msg)
+    names.bucket(bucket)
+    if prefix:
+        names.prefix(prefix)
     statements: list[dict[str, Any]] = [{
         "Sid": "WriteAnalyticsObjects",
         "Effect": "Allow",
         "Action": list(S3_ACTIONS),
         "Resource": object_arn(bucket, prefix),
     }]
-    if kms_key:
-        if not kms_key.startswith("arn:"):
-            msg = f"kms_key must be a KMS key ARN (arn:aws:kms:...), got {kms_key!r}"
-            raise ValueError(msg)
+    if kms_key is not None:
         statements.append({
             "Sid": "EncryptAnalyticsObjects",
             "Effect": "Allow",
             "Action": list(KMS_ACTIONS),
-            "Resource": kms_key,
+            "Resource": names.kms_key_arn(kms_key, "kms_key"),
         })
     return {"Version": POLICY_VERSION, "Statement": statements}

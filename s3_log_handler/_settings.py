@@ -166,6 +166,10 @@ class HandlerConfig:
             accepted = "a template using only " + ", ".join(f"{{{n}}}" for n in _PLACEHOLDERS)
             msg = bad("key_template", accepted, template)
             raise ValueError(msg)
+        if not self.prefix and "prefix" in names:
+            msg = bad("prefix", "a non-empty key prefix when key_template has {prefix} (keys "
+                      "would start with '/')", self.prefix)
+            raise ValueError(msg)
         if self.prefix and "prefix" not in names:
             msg = bad("key_template", "a template with {prefix}, so keys stay under the "
                        "IAM-granted prefix", template)

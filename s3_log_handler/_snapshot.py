@@ -17,6 +17,7 @@ from ._encode import EncodeError, json_line
 from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
 from ._ledger import Ledger
 from ._records import DEAD_LETTERED, Entry
+from ._redact import Redactor
 from ._settings import HandlerConfig
 
 #: Key placeholders that differ between processes: such a key is fixed at emit time (and
@@ -51,6 +52,23 @@ class Snapshotter:
         self._key_at_emit = config.mode == "object" and any(
             part in self._template for part in _PER_PROCESS)
 
+    def take_redacted(self, record: logging.LogRecord, payload: object,
+                      redactor: Redactor) -> Entry | None:
+        """:meth:`take` for the payload converted to plain JSON types and redacted, so the id,
+        the object and any dead letter come from that result, never from ``payload``.
+        Values conversion dropped (fail closed) or changed are counted in ``fallbacks``."""
+        try:
+            plain, fallbacks = redactor.apply(payload)
+        except EncodeError:  # nested deeper than the interpreter can walk
+            body = (f"<{type(payload).__name__} too deeply nested to redact; not kept>"
+                    ).encode("utf-8", "replace")
+            self._ledger.settle([Entry(body, _valid_time(record.created, self._ledger),
+                                       sanitize_id(None), None)], DEAD_LETTERED, "encode_error")
+            raise
+        if fallbacks:
+            self._ledger.add(fallbacks=fallbacks)
+        return self.take(record, plain)
+
     def take(self, record: logging.LogRecord, payload: object) -> Entry | None:
         """The record as an :class:`Entry`, or ``None`` when it was dead-lettered here.
         Raises :class:`EncodeError` (after dead-lettering) for a payload with no JSON form."""
@@ -58,9 +76,7 @@ class Snapshotter:
                                 else _payload_id(payload, self._id_field))
         created = record.created
         if not _EARLIEST <= created < _LATEST:  # NaN too: a filter may have set anything
-            # No UTC partition (nor key) exists for it: use now, and count it.
-            created = time.time()
-            self._ledger.add(fallbacks=1)
+            created = _valid_time(created, self._ledger)
         key = None
         if self._key_at_emit:
             key = render_key(self._template, prefix=self._prefix, ext=self._ext,
@@ -92,11 +108,21 @@ class Snapshotter:
         return entry
 
 
+def _valid_time(created: float, ledger: Ledger) -> float:
+    """``created`` when it has a UTC partition, else now (counted in ``fallbacks``)."""
+    if _EARLIEST <= created < _LATEST:  # False for NaN too: a filter may have set anything
+        return created
+    ledger.add(fallbacks=1)
+    return time.time()
+
+
 def _payload_id(payload: object, field: str) -> object:
-    """The payload's id field: a mapping's item, or a dataclass's attribute (``None`` else)."""
+    """The payload's id field: a mapping's item, or the attribute of a dataclass, NamedTuple
+    or ``model_dump()`` model (the objects the encoder writes as JSON objects); else None."""
     if isinstance(payload, Mapping):
         return payload.get(field)
-    if dataclasses.is_dataclass(payload):
+    if (dataclasses.is_dataclass(payload) or callable(getattr(payload, "model_dump", None))
+            or (isinstance(payload, tuple) and hasattr(payload, "_asdict"))):
         return getattr(payload, field, None)
     return None
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import expressions as exp
 
+from s3_log_handler import _names
 from s3_log_handler._athena import (
     DEFAULT_SESSION_COLUMNS,
     JSON_SERDE,
@@ -92,7 +93,7 @@ class TestDdlShape:
 
     def test_partition_projection_properties_are_complete(self) -> None:
         """Projection is on, integer ranges for all three columns, 2 digits for month/day."""
-        props = parse(athena_ddl("b", prefix="events/v1")).properties
+        props = parse(athena_ddl("bkt", prefix="events/v1")).properties
         assert props["projection.enabled"] == "true"
         for column in ("year", "month", "day"):
             assert props[f"projection.{column}.type"] == "integer"
@@ -102,29 +103,29 @@ class TestDdlShape:
         assert props["projection.day.range"] == "1,31"
         assert props["projection.month.digits"] == props["projection.day.digits"] == "2"
         assert props["storage.location.template"] == (
-            "s3://b/events/v1/year=${year}/month=${month}/day=${day}/")
+            "s3://bkt/events/v1/year=${year}/month=${month}/day=${day}/")
 
     @pytest.mark.parametrize("template", [OBJECT_KEY_TEMPLATE, BATCH_KEY_TEMPLATE])
     def test_projected_location_is_the_folder_the_handler_writes(self, template: str) -> None:
         """Filling the template with 2-digit month/day gives the prefix of a real key."""
-        props = parse(athena_ddl("b", prefix="sessions")).properties
+        props = parse(athena_ddl("bkt", prefix="sessions")).properties
         created = 1_709_251_200.0  # 2024-03-01T00:00:00Z: single-digit month and day
         key = render_key(template, prefix="sessions", partition=Partition.of(created),
                          ext=".json.gz", record_id="s1", seq=1)
         folder = (props["storage.location.template"].replace("${year}", "2024")
                   .replace("${month}", "03").replace("${day}", "01"))
-        assert f"s3://b/{key}".startswith(folder)
-        assert "/" not in f"s3://b/{key}"[len(folder):]
+        assert f"s3://bkt/{key}".startswith(folder)
+        assert "/" not in f"s3://bkt/{key}"[len(folder):]
 
     def test_batch_mode_is_the_same_table_with_a_note(self) -> None:
         """Batch objects are the same rows: only the header comment changes."""
-        obj, batch = athena_ddl("b"), athena_ddl("b", mode="batch")
+        obj, batch = athena_ddl("bkt"), athena_ddl("bkt", mode="batch")
         assert parse(obj) == parse(batch)
         assert ".ndjson.gz" in batch and ".ndjson.gz" not in obj
 
     def test_reserved_words_are_backticked(self) -> None:
         """Reserved names (timestamp, date, user) are quoted, at top level and inside structs."""
-        ddl = athena_ddl("b", sample=None)
+        ddl = athena_ddl("bkt", sample=None)
         assert "`timestamp`:string" in ddl
         sample = {"date": "2025-01-01", "user": {"timestamp": 1, "plain": "x"}}
         columns, _ = infer_columns([sample])
@@ -139,7 +140,7 @@ class TestDdlShape:
     def test_invalid_arguments_raise_value_error(self, kwargs: dict[str, Any], match: str) -> None:
         """Bad names, modes or year ranges fail with a message naming the argument."""
         with pytest.raises(ValueError, match=match):
-            athena_ddl("b", **kwargs)
+            athena_ddl("bkt", **kwargs)
 
 
 class TestInference:
@@ -155,7 +156,7 @@ class TestInference:
         """A plan-shaped sample yields its columns, merged array elements and nested types."""
         sample = tmp_path / "session.json"
         sample.write_text(json.dumps(PLAN_PAYLOAD, indent=2))
-        columns = parse(athena_ddl("b", sample=sample)).columns
+        columns = parse(athena_ddl("bkt", sample=sample)).columns
         assert list(columns) == list(PLAN_PAYLOAD)
         assert columns["duration_seconds"] == "bigint"
         assert columns["discovered_signals"] == (
@@ -170,7 +171,7 @@ class TestInference:
         rows = [{"n": 1, "tag": None, "s": {"a": 1}}, {"n": 2.5, "tag": "x", "s": {"b": True}}]
         sample = tmp_path / "batch.ndjson.gz"
         sample.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
-        columns = parse(athena_ddl("b", mode="batch", sample=sample)).columns
+        columns = parse(athena_ddl("bkt", mode="batch", sample=sample)).columns
         assert columns == {"n": "double", "tag": "string", "s": "struct<a:bigint,b:boolean>"}
 
     def test_unusable_keys_are_skipped_and_listed(self) -> None:
@@ -179,7 +180,7 @@ class TestInference:
                                            "Mixed": "x", "nested": {"a.b": 1, "c": 2}}])
         assert dict(columns) == {"ok": "bigint", "mixed": "string", "nested": "struct<c:bigint>"}
         assert skipped == ["has-dash", "year", "nested.a.b"]
-        ddl = athena_ddl("b", sample=None)
+        ddl = athena_ddl("bkt", sample=None)
         assert "Skipped" not in ddl
 
     def test_sample_without_an_object_is_rejected(self, tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ class TestInference:
         sample = tmp_path / "list.json"
         sample.write_text("[1, 2]")
         with pytest.raises(ValueError, match="JSON object"):
-            athena_ddl("b", sample=sample)
+            athena_ddl("bkt", sample=sample)
 
     @settings(max_examples=40, deadline=None)
     @given(st.lists(st.dictionaries(
@@ -207,9 +208,9 @@ class TestInference:
             sample.write_text("".join(json.dumps(p) + "\n" for p in payloads))
             if not keys:
                 with pytest.raises(ValueError, match="no key"):
-                    athena_ddl("b", sample=sample)
+                    athena_ddl("bkt", sample=sample)
                 return
-            assert set(parse(athena_ddl("b", sample=sample)).columns) == keys
+            assert set(parse(athena_ddl("bkt", sample=sample)).columns) == keys
 
 
 class TestCli:
@@ -218,9 +219,95 @@ class TestCli:
         """`s3-log-handler athena-ddl` prints what athena_ddl() returns for the same options."""
         sample = tmp_path / "s.json"
         sample.write_text(json.dumps(PLAN_PAYLOAD))
-        argv = ["athena-ddl", "--bucket", "b", "--prefix", "p", "--table", "t",
+        argv = ["athena-ddl", "--bucket", "bkt", "--prefix", "p", "--table", "t",
                 "--database", "d", "--mode", "batch", "--sample", str(sample)]
         assert main(argv) == 0
         printed = capsys.readouterr().out
-        assert printed.rstrip("\n") == athena_ddl("b", "p", "t", "d", "batch", str(sample))
+        assert printed.rstrip("\n") == athena_ddl("bkt", "p", "t", "d", "batch", str(sample))
         assert parse(printed).name == "t"
+
+
+HOSTILE_PREFIX = "sessions/', 'projection.enabled'='false', 'x'='"
+HOSTILE = [
+    ("--prefix", HOSTILE_PREFIX),
+    ("--prefix", "sessions/\nLOCATION 's3://evil/'"),
+    ("--prefix", "../other-team"),
+    ("--prefix", "_staging"),
+    ("--prefix", "sessions/"),
+    ("--bucket", "bkt/' TBLPROPERTIES ('projection.enabled'='false"),
+    ("--bucket", "bkt'"),
+    ("--bucket", "Bkt"),
+    ("--table", "t\n"),
+    ("--table", "t`; DROP TABLE x; --"),
+    ("--table", "T"),
+    ("--database", "d\n"),
+]
+
+
+def creates(ddl: str) -> list[exp.Create]:
+    """Every statement in ``ddl``; each must be a CREATE."""
+    statements = [s for s in sqlglot.parse(ddl, read="athena") if s is not None]
+    assert all(isinstance(s, exp.Create) for s in statements)
+    return [s for s in statements if isinstance(s, exp.Create)]
+
+
+def projection_enabled(ddl: str) -> list[str]:
+    """The values every 'projection.enabled' property has in the parsed DDL."""
+    return [p.args["value"].name for create in creates(ddl)
+            for p in create.args["properties"].expressions
+            if type(p) is exp.Property and p.this.name == "projection.enabled"]
+
+
+class TestHostileNames:
+    @pytest.mark.parametrize(("option", "value"), HOSTILE)
+    def test_hostile_values_are_refused_with_exit_2(
+            self, option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """athena-ddl prints nothing for a name that breaks its rule: exit status 2, and
+        stderr names the value and the rule."""
+        argv = ["athena-ddl", "--bucket", "bkt", option, value]
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert repr(value)[:60] in err and " must be " in err
+
+    @pytest.mark.parametrize("prefix", ["sessions", "events/v1", "a=b/c.d-e_f", ""])
+    def test_accepted_values_give_exactly_one_create_with_projection_on(
+            self, prefix: str) -> None:
+        """What is accepted parses (sqlglot) to one CREATE, projection.enabled once, 'true'."""
+        ddl = athena_ddl("analytics-bucket", prefix=prefix, table="t_1", database="db_2")
+        assert len(creates(ddl)) == 1
+        assert projection_enabled(ddl) == ["true"]
+        root = f"s3://analytics-bucket/{prefix}" if prefix else "s3://analytics-bucket"
+        assert parse(ddl).location == root + "/"
+
+    @pytest.mark.parametrize(("bucket", "prefix"), [
+        ("bkt", HOSTILE_PREFIX), ("bkt' LOCATION 's3://evil", "p"),
+        ("bkt", "x'); DROP TABLE session_analytics; --")])
+    def test_quoting_alone_keeps_a_hostile_name_inside_its_literal(
+            self, bucket: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Defence in depth: with the name checks switched off, doubled quotes still keep
+        the text inside LOCATION and the location template (one CREATE, projection on)."""
+        monkeypatch.setattr(_names, "bucket", lambda value, *a, **k: value)
+        monkeypatch.setattr(_names, "prefix", lambda value, *a, **k: value)
+        ddl = athena_ddl(bucket, prefix=prefix)
+        assert len(creates(ddl)) == 1
+        assert projection_enabled(ddl) == ["true"]
+        properties = parse(ddl).properties
+        assert set(properties) == {
+            "projection.enabled", "projection.year.type", "projection.year.range",
+            "projection.month.type", "projection.month.range", "projection.month.digits",
+            "projection.day.type", "projection.day.range", "projection.day.digits",
+            "storage.location.template"}
+
+    def test_sample_keys_cannot_end_the_header_comment(self, tmp_path: Path) -> None:
+        """A skipped key with a newline is JSON-quoted in the comment, not a new statement."""
+        sample = tmp_path / "s.json"
+        sample.write_text(json.dumps({"ok": 1, "x\nDROP TABLE t; --": 2}))
+        ddl = athena_ddl("bkt", sample=sample)
+        assert "DROP TABLE t" not in ddl.replace('"x\\nDROP TABLE t; --"', "")
+        assert len(creates(ddl)) == 1
+
+    def test_column_names_from_a_sample_use_fullmatch(self) -> None:
+        """A key with a trailing newline is skipped, not made a column."""
+        columns, skipped = infer_columns([{"ok": 1, "bad\n": 2}])
+        assert dict(columns) == {"ok": "bigint"} and skipped == ["bad\n"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from conftest import Collect
 from s3_log_handler import S3Handler, configure
 from s3_log_handler._config import (
     ConfigError,
+    EnvText,
     MissingVariableError,
     default_config,
     expand_env,
@@ -183,3 +185,50 @@ class TestShippedConfig:
         s3 = next(h for h in logging.getLogger("analytics").handlers if isinstance(h, S3Handler))
         assert s3.config.enabled and s3.config.close_timeout == 5
         assert s3.flush() is True  # a string timeout would raise TypeError here
+
+
+class TestEnvironmentTextIsLiteral:
+    DOCUMENT = (f"{HEADER}handlers:\n"
+                "  file_text:\n    class: logging.StreamHandler\n    stream: ext://sys.stderr\n"
+                "  from_env:\n    class: logging.StreamHandler\n"
+                "    stream: \"${STREAM_VAR:-ext://sys.stdout}\"\n"
+                "loggers:\n  app.literal:\n    handlers: [file_text, from_env]\n")
+
+    def test_ext_and_cfg_from_the_environment_are_not_converted(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A value that took text from the environment reaches the handler as that text;
+        ext:// written in the file itself (or a default) is still converted."""
+        path = write(tmp_path, self.DOCUMENT)
+        configure(path)
+        file_text, default = logging.getLogger("app.literal").handlers
+        assert (file_text.stream, default.stream) == (sys.stderr, sys.stdout)  # type: ignore[attr-defined]
+        for value in ("ext://sys.stderr", "cfg://handlers.file_text"):
+            monkeypatch.setenv("STREAM_VAR", value)
+            configure(path)
+            from_env = logging.getLogger("app.literal").handlers[1]
+            assert from_env.stream == value  # type: ignore[attr-defined]
+            assert type(from_env.stream) is str  # type: ignore[attr-defined]
+
+    def test_a_prefix_of_ext_os_sep_is_refused_not_turned_into_a_slash(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """ANALYTICS_S3_PREFIX=ext://os.sep stays that text, which the prefix rule refuses."""
+        monkeypatch.delenv("ANALYTICS_LOG_GROUP", raising=False)
+        monkeypatch.setenv("ANALYTICS_S3_BUCKET", "never-contacted")
+        monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(tmp_path))
+        monkeypatch.setenv("ANALYTICS_S3_PREFIX", "ext://os.sep")
+        assert load_config(REPO_YAML)["handlers"]["s3"]["prefix"] == "ext://os.sep"
+        with pytest.raises(ConfigError) as info:
+            configure(REPO_YAML)
+        chain, error = [], info.value
+        while error is not None:
+            chain.append(str(error))
+            error = error.__cause__  # type: ignore[assignment]
+        assert any(m.startswith("prefix must be") and "'ext://os.sep'" in m for m in chain)
+
+    def test_expansion_marks_only_environment_text(self) -> None:
+        """EnvText for text taken from the environment; plain str for the file's own."""
+        assert type(expand("${P:-sessions}")) is str
+        assert type(expand("sessions")) is str
+        assert type(expand("${P:-sessions}", P="calls")) is EnvText
+        assert type(expand("x/${P}", P="")) is EnvText
+        assert type(expand("${A:-${B:-b}}", B="from-env")) is EnvText

@@ -8,8 +8,9 @@ import datetime as dt
 import decimal
 import enum
 import gzip
+import types
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3_log_handler._encode import EncodeError, json_line, make_codec
+from s3_log_handler._plain import _DROP, Plain, _Walk, to_plain, valid_text
 
 #: JSON-native payloads (ints inside orjson's 64-bit range).
 JSON_VALUES = st.recursive(
@@ -168,3 +170,109 @@ class TestCodec:
         """An unknown codec name raises ValueError naming the choices."""
         with pytest.raises(ValueError, match="gzip"):
             make_codec("lz4")
+
+
+class Pair(NamedTuple):
+    session_id: str
+    n: int
+
+
+class FloatLike(float):
+    pass
+
+
+class TupleLike(tuple):  # type: ignore[type-arg]
+    pass
+
+
+#: Text around and inside the surrogate range, mixed with ASCII.
+SURROGATE_TEXT = st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010)
+                         | st.characters(max_codepoint=0x7F), max_size=6)
+
+
+class TestValidUtf8:
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(SURROGATE_TEXT, SURROGATE_TEXT, max_size=4))
+    def test_any_text_gives_valid_utf8(self, payload: dict[str, str]) -> None:
+        """Whatever code points a payload's strings hold, the line decodes as strict UTF-8;
+        each lone surrogate becomes U+FFFD and is counted."""
+        line = json_line(payload)
+        decoded_line = orjson.loads(line.body.decode("utf-8", "strict"))
+        lone = sum(valid_text(text)[1] for item in payload.items() for text in item)
+        assert line.fallbacks == lone
+        assert len(decoded_line) <= len(payload)
+
+    def test_a_lone_surrogate_becomes_replacement_and_pairs_are_joined(self) -> None:
+        """'\\ud800' -> U+FFFD (counted); a surrogate pair becomes its character."""
+        line = json_line({"a": "x\ud800y", "b": "\ud83d\ude00", "\udcff": 1})
+        assert orjson.loads(line.body) == {"a": "x\ufffdy", "b": "\U0001f600", "\ufffd": 1}
+        assert line.fallbacks == 2
+
+    def test_surrogates_with_huge_integers_and_odd_keys(self) -> None:
+        """The slow path handles all three at once (stdlib for the >64-bit integer)."""
+        line = json_line({"big": 2**70, "t": "\ud800", (1, 2): "tuple key"})
+        assert orjson.loads(line.body) == {"big": 2**70, "t": "\ufffd", "(1, 2)": "tuple key"}
+        assert line.fallbacks == 2  # the surrogate and the key without a JSON form
+
+
+class TestObjects:
+    def test_namedtuple_and_mapping_payloads_are_objects(self) -> None:
+        """A NamedTuple is its fields by name; any Mapping is an object."""
+        assert decoded(Pair("s1", 2)) == {"session_id": "s1", "n": 2}
+        assert decoded(types.MappingProxyType({"a": 1})) == {"a": 1}
+        assert decoded({"p": [Pair("s", 1)]}) == {"p": [{"session_id": "s", "n": 1}]}
+
+
+class TestToPlain:
+    def test_keys_become_what_orjson_writes(self) -> None:
+        """Enum, int, float, bool, None, date and UUID keys: the strings orjson would write."""
+        payload = {Color.RED: 1, 5: 2, 1.5: 3, True: 4, None: 5, dt.date(2024, 1, 2): 6,
+                   uuid.UUID(int=3): 7}
+        plain = to_plain(payload, fail_closed=True)
+        assert plain.value == orjson.loads(orjson.dumps(payload,
+                                                        option=orjson.OPT_NON_STR_KEYS))
+        assert plain.fallbacks == 0
+
+    def test_json_forms_match_the_encoder(self) -> None:
+        """What to_plain gives serialises to the same JSON as json_line of the original."""
+        payload = {"p": Point(1, dt.date(2024, 1, 2)), "m": Model(), "c": Color.RED,
+                   "l": Level.HIGH, "d": decimal.Decimal("1.5"), "s": {"b", "a"},
+                   "nan": float("nan"), "t": (1, 2), "nt": Pair("x", 1), "b": b"ab"}
+        plain = to_plain(payload, fail_closed=True)
+        assert orjson.loads(orjson.dumps(plain.value)) == decoded(payload)
+
+    def test_fail_closed_drops_what_has_no_json_form(self) -> None:
+        """Unknown objects are dropped (dict) or nulled (list) and counted; never str()."""
+        plain = to_plain({"o": Opaque(), "l": [Opaque(), 1], Opaque(): "key"}, fail_closed=True)
+        assert plain.value == {"l": [None, 1]} and plain.fallbacks == 3
+
+    def test_lenient_mode_is_the_encoders_str_fallback(self) -> None:
+        """Without fail_closed, unknown objects are str() (counted) and cycles raise."""
+        assert to_plain({"o": Opaque()}, fail_closed=False) == Plain({"o": "opaque!"}, 1)
+        cyclic: list[Any] = []
+        cyclic.append(cyclic)
+        with pytest.raises(EncodeError):
+            to_plain(cyclic, fail_closed=False)
+        assert to_plain(cyclic, fail_closed=True) == Plain([None], 1)
+
+    def test_the_result_shares_no_container_with_the_payload(self) -> None:
+        """Changing the converted tree in place leaves the caller's payload alone."""
+        payload: dict[str, Any] = {"a": {"b": [1, {"c": 2}]}}
+        plain = to_plain(payload, fail_closed=True).value
+        plain["a"]["b"][1]["c"] = 3
+        assert payload == {"a": {"b": [1, {"c": 2}]}}
+
+    @pytest.mark.parametrize("payload", [
+        {"p": Point(1, dt.date(2024, 1, 2)), "m": Model(), "c": Color.RED, "t": (1, (2,)),
+         "nt": Pair("x", 1), "o": Opaque(), "l": [Opaque(), {"o": Opaque()}], 5: Level.HIGH},
+        [Opaque(), Pair("a", 2)], Opaque(), Pair("s", 3), {Color.RED: {1.5: None}},
+        {"f": FloatLike(2.5), "tl": TupleLike((1, 2)), "d": decimal.Decimal("0.1")},
+        types.MappingProxyType({"k": {"s": {3, 1}}}),
+    ], ids=lambda p: type(p).__name__)
+    def test_the_orjson_fast_path_equals_the_walk(self, payload: object) -> None:
+        """Fail-closed conversion goes through orjson when it can; the result and count are
+        what the Python walk gives (which handles what orjson refuses)."""
+        walk = _Walk(fail_closed=True)
+        walked = walk.value(payload)
+        fast = to_plain(payload, fail_closed=True)
+        assert fast == Plain(None if walked is _DROP else walked, walk.fallbacks)

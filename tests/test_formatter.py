@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import decimal
 import logging
 import sys
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -155,3 +156,75 @@ class TestRedaction:
         """A field list that is neither a list nor a string fails when logging is configured."""
         with pytest.raises(ValueError, match="field paths"):
             AnalyticsJsonFormatter(redact_fields=5)  # type: ignore[arg-type]
+
+
+class TestNoBypass:
+    def test_extra_fields_are_redacted_like_payload_fields(self) -> None:
+        """A same-named field passed in extra is removed from the final event too."""
+        formatter = AnalyticsJsonFormatter(redact_fields=["user_email", "contact.phone"])
+        rec = record(PAYLOAD, USER_EMAIL="raw@example.com",
+                     contact={"phone": "+1555", "role": "ops"})
+        text = formatter.format(rec)
+        out = orjson.loads(text)
+        assert "@example.com" not in text and "+1555" not in text
+        assert out["contact"] == {"role": "ops"} and out["session_id"] == "rm_abc123"
+
+    def test_ordinary_records_are_redacted_too(self) -> None:
+        """A plain log line with PII in extra goes through the same paths."""
+        formatter = AnalyticsJsonFormatter(redact_fields="user_email")
+        out = formatted(formatter, record(msg="login", user_email="raw@example.com", ok=1))
+        assert "user_email" not in out and out["ok"] == 1 and "_event_type" not in out
+
+    @pytest.mark.parametrize("fmt", ["%(message)s %(analytics_data)s",
+                                     "%(levelname)s %(analytics_data)s %(name)s"])
+    @pytest.mark.parametrize("redact", [[], ["user_email"]])
+    def test_a_format_naming_the_payload_never_renders_it_raw(self, fmt: str,
+                                                             redact: list[str]) -> None:
+        """fmt naming the attribute (or a rename of it) adds no raw copy of the payload."""
+        formatter = AnalyticsJsonFormatter(fmt, redact_fields=redact,
+                                           rename_fields={"analytics_data": "data"})
+        text = formatter.format(record(PAYLOAD))
+        out = orjson.loads(text)
+        assert "analytics_data" not in out and "data" not in out
+        assert ("user@example.com" in text) == (not redact)
+
+    def test_hashed_id_is_the_session_id_and_a_redacted_one_is_null(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """_session_id is the id as it stands after redaction, never the raw one."""
+        monkeypatch.setenv("ANALYTICS_HASH_KEY", "k" * 32)
+        hashed = formatted(AnalyticsJsonFormatter(hash_fields="session_id"), record(PAYLOAD))
+        assert hashed["_session_id"] == hashed["session_id"] == keyed_hash("rm_abc123",
+                                                                           b"k" * 32)
+        gone = formatted(AnalyticsJsonFormatter(redact_fields="SESSION_ID"), record(PAYLOAD))
+        assert gone["_session_id"] is None and "session_id" not in gone
+
+    def test_objects_are_lifted_to_the_top_level(self) -> None:
+        """A dataclass or NamedTuple payload formats like the dict it converts to."""
+        @dataclasses.dataclass
+        class Session:
+            session_id: str
+            user_email: str
+
+        class Row(NamedTuple):
+            session_id: str
+            user_email: str
+
+        for payload in (Session("s1", "a@example.com"), Row("s1", "a@example.com")):
+            plain = formatted(AnalyticsJsonFormatter(), record(payload))
+            assert (plain["_session_id"], plain["user_email"]) == ("s1", "a@example.com")
+            hidden = formatted(AnalyticsJsonFormatter(redact_fields="user_email"),
+                               record(payload))
+            assert hidden["_session_id"] == "s1" and "user_email" not in hidden
+
+
+class TestValidText:
+    @pytest.mark.parametrize("redact", [[], ["x"]])
+    def test_a_lone_surrogate_formats_as_replacement_and_is_counted(self,
+                                                                   redact: list[str]) -> None:
+        """The event is valid UTF-8 with U+FFFD where the surrogate was; counted."""
+        formatter = AnalyticsJsonFormatter(redact_fields=redact)
+        text = formatter.format(record({"session_id": "s", "note": "a\ud800b"},
+                                       msg="m \udcff"))
+        out = orjson.loads(text.encode("utf-8"))
+        assert out["note"] == "a\ufffdb" and out["message"] == "m \ufffd"
+        assert formatter.fallbacks == 2

@@ -51,16 +51,18 @@ class TestPolicyShape:
         assert policy["Statement"][0]["Resource"].startswith("arn:aws:s3:::b-1/sessions/")
 
     @pytest.mark.parametrize(("prefix", "arn"), [
-        ("/sessions/", "arn:aws:s3:::b/sessions/*"),
-        ("a/b", "arn:aws:s3:::b/a/b/*"),
-        ("", "arn:aws:s3:::b/*"),
+        ("sessions", "arn:aws:s3:::bkt/sessions/*"),
+        ("a/b", "arn:aws:s3:::bkt/a/b/*"),
+        ("", "arn:aws:s3:::bkt/*"),
     ])
-    def test_prefix_slashes_are_normalised(self, prefix: str, arn: str) -> None:
-        """Leading/trailing slashes never produce '//' in the resource ARN."""
-        assert object_arn("b", prefix) == arn
+    def test_resource_is_the_prefix_as_written(self, prefix: str, arn: str) -> None:
+        """The prefix is checked, never rewritten: the resource is exactly bucket/prefix/*."""
+        assert object_arn("bkt", prefix) == arn
+        assert iam_policy("bkt", prefix)["Statement"][0]["Resource"] == arn
 
-    @pytest.mark.parametrize(("bucket", "kms_key"), [("", None), ("b/x", None),
-                                                     ("b", "alias/analytics"), ("b", "1234abcd")])
+    @pytest.mark.parametrize(("bucket", "kms_key"), [
+        ("", None), ("b/x", None), ("bkt", "alias/analytics"), ("bkt", "1234abcd"),
+        ("bkt", "arn:aws:kms:us-west-1:111122223333:alias/analytics")])
     def test_rejects_bad_bucket_or_non_arn_key(self, bucket: str, kms_key: str | None) -> None:
         """IAM resources need a bare bucket name and a full key ARN: anything else is refused."""
         with pytest.raises(ValueError, match=r"bucket|ARN"):
@@ -68,9 +70,9 @@ class TestPolicyShape:
 
     def test_access_denied_hint_names_the_same_action_and_resource(self) -> None:
         """The operator hint for AccessDenied asks for exactly what the policy grants."""
-        config = HandlerConfig.from_kwargs(env={}, bucket="b", prefix="sessions", sse="aws:kms")
+        config = HandlerConfig.from_kwargs(env={}, bucket="bkt", prefix="sessions", sse="aws:kms")
         hint = hint_for("AccessDenied", FailureKind.CONFIG, PutPolicy.of(config))
-        policy = iam_policy("b", "sessions", KMS_KEY)
+        policy = iam_policy("bkt", "sessions", KMS_KEY)
         assert policy["Statement"][0]["Resource"] in hint
         assert all(action in hint for action in actions(policy))
 
@@ -92,5 +94,40 @@ class TestCli:
     def test_iam_policy_command_prints_the_policy_as_json(
             self, capsys: pytest.CaptureFixture[str]) -> None:
         """`s3-log-handler iam-policy` prints exactly iam_policy(...) as JSON."""
-        assert main(["iam-policy", "--bucket", "b", "--prefix", "p", "--kms-key", KMS_KEY]) == 0
-        assert json.loads(capsys.readouterr().out) == iam_policy("b", "p", KMS_KEY)
+        assert main(["iam-policy", "--bucket", "bkt", "--prefix", "p", "--kms-key", KMS_KEY]) == 0
+        assert json.loads(capsys.readouterr().out) == iam_policy("bkt", "p", KMS_KEY)
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(("argv", "value"), [
+        (["--bucket", "*", "--prefix", ""], "'*'"),
+        (["--bucket", "analytics-*"], "'analytics-*'"),
+        (["--bucket", "analytics-?"], "'analytics-?'"),
+        (["--bucket", "arn:aws:s3:::analytics"], "'arn:aws:s3:::analytics'"),
+        (["--bucket", "bkt", "--kms-key", "arn:*"], "'arn:*'"),
+        (["--bucket", "bkt", "--kms-key", "*"], "'*'"),
+        (["--bucket", "bkt", "--kms-key", "arn:aws:kms:us-east-1:111122223333:key/*"],
+         "key/*"),
+        (["--bucket", "bkt", "--kms-key", "arn:aws:kms:*:111122223333:key/abc"], "kms:*"),
+        (["--bucket", "bkt", "--prefix", "sessions/*"], "'sessions/*'"),
+        (["--bucket", "bkt", "--prefix", "../other-team"], "'../other-team'"),
+        (["--bucket", "bkt", "--prefix", "/sessions"], "'/sessions'"),
+    ])
+    def test_wildcards_and_bad_names_exit_2_naming_value_and_rule(
+            self, argv: list[str], value: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """iam-policy prints no policy for a wildcard or a malformed name: exit status 2, and
+        stderr names the value and the rule it breaks."""
+        assert main(["iam-policy", *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert value in err and " must be " in err
+        if "*" in value or "?" in value:
+            assert "wildcards" in err
+
+    def test_no_policy_ever_names_a_wildcard_resource(self) -> None:
+        """Whatever is accepted, no Resource holds a '*' outside the trailing '/*'."""
+        for prefix in ("sessions", "a/b=c", ""):
+            policy = iam_policy("analytics-bucket", prefix, KMS_KEY)
+            resources = [s["Resource"] for s in policy["Statement"]]
+            assert all("*" not in r.removesuffix("/*") for r in resources)
+            assert "?" not in json.dumps(policy)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
+import enum
 import hashlib
 import hmac
 import json
 import logging
+import types
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import pytest
@@ -22,7 +26,7 @@ from s3_log_handler._formatter import AnalyticsJsonFormatter
 from s3_log_handler._redact import HASH_KEY_VAR, keyed_hash, make_redactor
 from s3_log_handler._settings import HandlerConfig
 
-KEY = "test-hash-key-0123456789"
+KEY = "test-hash-key-0123456789-abcdefghijkl"  # 38 bytes: >= MIN_HASH_KEY_BYTES
 REDACT = ("user_email", "discovered_signals.contact.phone")
 HASHED = ("discovered_signals.company", "caller_id")
 
@@ -44,12 +48,13 @@ def session(n: int = 1) -> dict[str, Any]:
 
 def settings(redact_fields: tuple[str, ...] = REDACT,
              hash_fields: tuple[str, ...] = HASHED) -> HandlerConfig:
-    return HandlerConfig.from_kwargs(env={}, bucket="b", redact_fields=list(redact_fields),
+    return HandlerConfig.from_kwargs(env={}, bucket="bkt", redact_fields=list(redact_fields),
                                      hash_fields=list(hash_fields))
 
 
 def expected_view(payload: dict[str, Any], key: str = KEY) -> dict[str, Any]:
-    """What both sinks must show for :func:`session`: PII gone or replaced by HMAC-SHA256."""
+    """What both sinks must show for :func:`session`: PII gone or replaced by HMAC-SHA256 of
+    the value's canonical JSON (so a string is hashed with its quotes)."""
     out = copy.deepcopy(payload)
     del out["user_email"]
     del out["discovered_signals"]["contact"]["phone"]
@@ -59,7 +64,7 @@ def expected_view(payload: dict[str, Any], key: str = KEY) -> dict[str, Any]:
         for part in path[:-1]:
             node = node[part]
         h = mac.copy()
-        h.update(str(node[path[-1]]).encode())
+        h.update(json.dumps(node[path[-1]], separators=(",", ":")).encode())  # type-tagged
         node[path[-1]] = h.hexdigest()
     return out
 
@@ -121,7 +126,7 @@ class TestRedactor:
 
     def test_comma_separated_env_style_lists_are_accepted(self) -> None:
         """One comma-separated string (as an environment variable holds) is split into paths."""
-        config = HandlerConfig.from_kwargs(env={}, bucket="b",
+        config = HandlerConfig.from_kwargs(env={}, bucket="bkt",
                                            redact_fields=" user_email , a.b ,")
         assert config.redact_fields == ("user_email", "a.b")
 
@@ -225,3 +230,175 @@ class TestBothSinks:
         head = s3.head_object(Bucket=bucket, Key=key)
         assert "example.com" not in key and "example.com" not in json.dumps(head["Metadata"])
         assert key.endswith(f"/{keyed_hash('user1@example.com', KEY.encode())}.json.gz")
+
+
+# -- conversion first, then matching as the engines see keys ------------------------------
+
+@dataclasses.dataclass
+class Contact:
+    email: str
+    phone: str
+
+
+class Person(NamedTuple):
+    name: str
+    email: str
+
+
+class Kind(enum.Enum):
+    EMAIL = "user_email"
+
+
+class Model:
+    """Quacks like a pydantic v2 model."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        return dict(self.fields)
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "alice@example.com"  # str() would leak: conversion must drop it instead
+
+
+def redactor(redact: tuple[str, ...] = (), hashed: tuple[str, ...] = ()) -> Any:
+    return make_redactor(settings(redact, hashed), {HASH_KEY_VAR: KEY})
+
+
+class TestConversionFirst:
+    @pytest.mark.parametrize("payload", [
+        {"contact": Contact("a@example.com", "+1555"), "n": 1},
+        {"contact": Model(email="a@example.com", phone="+1555"), "n": 1},
+        {"contact": {"email": "a@example.com", "phone": "+1555"}, "n": 1},
+        {"contact": collections.OrderedDict(email="a@example.com", phone="+1555"), "n": 1},
+        {"contact": types.MappingProxyType({"email": "a@example.com", "phone": "+1555"}),
+         "n": 1},
+    ], ids=["dataclass", "model_dump", "dict", "OrderedDict", "MappingProxy"])
+    def test_nested_objects_are_converted_before_paths_apply(self, payload: Any) -> None:
+        """A dataclass, model or mapping nested in the payload cannot hide a field."""
+        out = redactor(("contact.email",), ("contact.phone",))(payload)
+        assert out == {"contact": {"phone": keyed_hash("+1555", KEY.encode())}, "n": 1}
+
+    def test_payload_that_is_itself_a_dataclass_or_namedtuple(self) -> None:
+        """Top-level objects become dicts (NamedTuples too), then fields are removed."""
+        apply = redactor(("email",))
+        assert apply(Contact("a@example.com", "+1")) == {"phone": "+1"}
+        assert apply(Person("Al", "a@example.com")) == {"name": "Al"}
+        assert apply([Person("Al", "a@example.com")]) == [{"name": "Al"}]
+
+    def test_enum_and_int_keys_become_the_strings_they_serialise_to(self) -> None:
+        """{Kind.EMAIL: ...} is the key "user_email" in the output, so it is removed."""
+        out = redactor(("user_email", "7"))({Kind.EMAIL: "a@example.com", 7: "x", 8: "y"})
+        assert out == {"8": "y"}
+
+    def test_unconvertible_values_are_dropped_and_counted(self) -> None:
+        """No str() of an unknown object (it may render PII): dropped, counted."""
+        out, fallbacks = redactor(("x",)).apply({"o": Opaque(), "l": [Opaque(), 1], "k": 2})
+        assert out == {"l": [None, 1], "k": 2} and fallbacks == 2
+        assert "alice" not in json.dumps(out)
+
+    def test_cycles_and_failing_model_dump_are_dropped(self) -> None:
+        """A cyclic subtree or a model_dump() that raises is dropped, not a crash."""
+        class Broken:
+            def model_dump(self, mode: str = "python") -> dict[str, Any]:
+                raise RuntimeError("boom")
+
+        cyclic: dict[str, Any] = {"session_id": "s"}
+        cyclic["self"] = cyclic
+        out, fallbacks = redactor(("x",)).apply({"c": cyclic, "b": Broken(), "k": 1})
+        assert out == {"c": {"session_id": "s"}, "k": 1} and fallbacks == 2
+
+
+class TestMatching:
+    @pytest.mark.parametrize("key", ["user_email", "User_Email", "USER_EMAIL", "uSeR_eMaIl"])
+    def test_keys_match_case_insensitively(self, key: str) -> None:
+        """Athena's SerDe lowercases keys into one column: every spelling is removed."""
+        assert redactor(("user_email",))({key: "a@example.com", "k": 1}) == {"k": 1}
+        assert redactor(("USER_EMAIL",))({key: "a@example.com", "k": 1}) == {"k": 1}
+
+    def test_all_spellings_in_one_payload_are_removed(self) -> None:
+        """Two keys that differ only in case are both reached."""
+        payload = {"user_email": "a", "User_Email": "b", "contact": {"Phone": "c"}}
+        assert redactor(("user_email", "contact.phone"))(payload) == {"contact": {}}
+
+    @pytest.mark.parametrize("payload", [
+        {"contact.phone": "+1555", "k": 1},
+        {"Contact.Phone": "+1555", "k": 1},
+        {"contact": {"phone": "+1555"}, "k": 1},
+        {"a.contact": {"phone": "+1555"}, "k": 1},
+    ])
+    def test_literal_dotted_keys_match_like_nested_ones(self, payload: dict[str, Any]) -> None:
+        """{"contact.phone": ...} is matched by contact.phone, also part-way down a path."""
+        out = redactor(("contact.phone", "a.contact.phone"))(payload)
+        assert "+1555" not in json.dumps(out) and out["k"] == 1
+
+    def test_hash_paths_match_the_same_way(self) -> None:
+        """Hashing reaches every spelling too, with the same hash for the same value."""
+        out = redactor(hashed=("caller_id",))({"Caller_ID": "+1555", "x": {"caller_id": 1}})
+        assert out == {"Caller_ID": keyed_hash("+1555", KEY.encode()), "x": {"caller_id": 1}}
+
+    def test_remove_wins_over_hash_on_the_same_path(self) -> None:
+        """A field listed in both is removed (the stricter control)."""
+        assert redactor(("a",), ("a",))({"a": 1, "b": 2}) == {"b": 2}
+
+    @pytest.mark.parametrize("path", ["user_email.", ".user_email", "a..b", "a. b", " a .b",
+                                      "a.*", "tool_calls[0].email", "a.\x00", "a.b\tc"])
+    def test_malformed_paths_are_refused_at_construction_naming_them(self, path: str) -> None:
+        """A path that could never match is a ValueError naming it, in both sinks."""
+        for build in (lambda: settings((path,), ()), lambda: settings((), (path,)),
+                      lambda: AnalyticsJsonFormatter(redact_fields=[path])):
+            with pytest.raises(ValueError, match="dotted field path") as info:
+                build()
+            assert repr(path) in str(info.value)
+
+
+class TestHashing:
+    def test_type_tagged_values_hash_differently(self) -> None:
+        """5 and "5", None and "None", True and "true" never share a hash."""
+        key = KEY.encode()
+        for a, b in ((5, "5"), (None, "None"), (True, "true"), (5, 5.0), ([1], "[1]")):
+            assert keyed_hash(a, key) != keyed_hash(b, key), (a, b)
+
+    def test_same_value_and_key_always_hash_the_same(self) -> None:
+        """Stable across calls and redactors (joins work); dict key order does not matter."""
+        key = KEY.encode()
+        assert keyed_hash("a@example.com", key) == keyed_hash("a@example.com", key)
+        assert keyed_hash({"a": 1, "b": 2}, key) == keyed_hash({"b": 2, "a": 1}, key)
+        first = redactor(hashed=("caller_id",))({"caller_id": "+1555"})
+        second = redactor(hashed=("caller_id",))({"caller_id": "+1555"})
+        assert first == second
+
+    def test_the_hash_is_hmac_of_the_canonical_json(self) -> None:
+        """Documented form: HMAC-SHA256(key, compact sorted-key JSON of the value), hex."""
+        key = KEY.encode()
+        assert keyed_hash("a@b.c", key) == hmac.new(key, b'"a@b.c"', hashlib.sha256).hexdigest()
+        assert keyed_hash(5, key) == hmac.new(key, b"5", hashlib.sha256).hexdigest()
+        assert keyed_hash(None, key) == hmac.new(key, b"null", hashlib.sha256).hexdigest()
+
+    @pytest.mark.parametrize("short", ["k", "x" * 31, "é" * 15])  # 1, 31 and 30 bytes
+    def test_a_short_key_removes_the_fields_and_warns_once_saying_why(
+            self, short: str, fresh_warnings: None, caplog: pytest.LogCaptureFixture) -> None:
+        """A key under 32 bytes is treated as missing: removed, one warning, key not shown."""
+        caplog.set_level(logging.WARNING, logger="s3_log_handler")
+        for n in (1, 2):
+            out = make_redactor(settings((), HASHED), {HASH_KEY_VAR: short})(session(n))
+            assert "caller_id" not in out and "company" not in out["discovered_signals"]
+        warnings = [r.getMessage() for r in caplog.records if HASH_KEY_VAR in r.getMessage()]
+        assert len(warnings) == 1
+        assert "shorter than 32 bytes" in warnings[0] and "caller_id" in warnings[0]
+        assert short not in warnings[0].replace(HASH_KEY_VAR, "")
+
+    def test_a_32_byte_key_hashes(self) -> None:
+        """Exactly 32 bytes is enough."""
+        key = "k" * 32
+        out = make_redactor(settings((), ("caller_id",)), {HASH_KEY_VAR: key})(session())
+        assert out["caller_id"] == keyed_hash("+15550000001", key.encode())
+
+    def test_rotating_the_key_changes_every_hash(self) -> None:
+        """A new key gives new hashes (so rotation needs the re-keying the README describes)."""
+        old = make_redactor(settings((), ("caller_id",)), {HASH_KEY_VAR: KEY})(session())
+        new = make_redactor(settings((), ("caller_id",)), {HASH_KEY_VAR: KEY[::-1]})(session())
+        assert old["caller_id"] != new["caller_id"]

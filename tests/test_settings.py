@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.config import Config
+from test_names import INVALID_BUCKETS, INVALID_PREFIXES
 
 from s3_log_handler import S3Handler
 from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE, HandlerConfig
@@ -26,7 +27,7 @@ def config(env: dict[str, str] | None = None, **kwargs: object) -> HandlerConfig
 class TestDefaults:
     def test_documented_defaults(self) -> None:
         """Without arguments the public defaults of the issue apply."""
-        c = config(bucket="b")
+        c = config(bucket="bkt")
         assert (c.prefix, c.attribute, c.id_field) == ("sessions", "analytics_data", "session_id")
         assert c.key_template == OBJECT_KEY_TEMPLATE
         assert (c.workers, c.close_timeout) == (4, 5.0)
@@ -34,16 +35,16 @@ class TestDefaults:
 
     def test_none_arguments_mean_default(self) -> None:
         """A keyword passed as None (as dictConfig templates often do) keeps the default."""
-        assert config(bucket="b", prefix=None, workers=None) == config(bucket="b")
+        assert config(bucket="bkt", prefix=None, workers=None) == config(bucket="bkt")
 
     def test_batch_mode_gets_the_batch_template(self) -> None:
         """mode='batch' without a template names objects host-pid-seq-uuid."""
-        assert config(bucket="b", mode="batch").key_template == BATCH_KEY_TEMPLATE
+        assert config(bucket="bkt", mode="batch").key_template == BATCH_KEY_TEMPLATE
 
     def test_settings_are_frozen(self) -> None:
         """Settings cannot change after validation."""
         with pytest.raises(dataclasses.FrozenInstanceError):
-            config(bucket="b").workers = 1  # type: ignore[misc]
+            config(bucket="bkt").workers = 1  # type: ignore[misc]
 
 
 class TestBucket:
@@ -66,21 +67,21 @@ class TestBucket:
 class TestRegion:
     def test_aws_region_is_used_when_nothing_else_sets_one(self) -> None:
         """AWS_REGION fills region_name when no region is given and AWS_DEFAULT_REGION is unset."""
-        assert config({"AWS_REGION": "eu-west-1"}, bucket="b").region_name == "eu-west-1"
+        assert config({"AWS_REGION": "eu-west-1"}, bucket="bkt").region_name == "eu-west-1"
 
     def test_aws_default_region_is_left_to_botocore(self) -> None:
         """With AWS_DEFAULT_REGION set, botocore's own chain decides (region_name stays None)."""
         env = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "ap-south-1"}
-        assert config(env, bucket="b").region_name is None
+        assert config(env, bucket="bkt").region_name is None
 
     def test_explicit_region_wins(self) -> None:
         """region_name given as an argument is used as is."""
-        assert config({"AWS_REGION": "eu-west-1"}, bucket="b",
+        assert config({"AWS_REGION": "eu-west-1"}, bucket="bkt",
                       region_name="us-west-2").region_name == "us-west-2"
 
     def test_no_region_anywhere_stays_none(self) -> None:
         """Without any region setting region_name is None (boto3's chain applies)."""
-        assert config(bucket="b").region_name is None
+        assert config(bucket="bkt").region_name is None
 
     def test_handler_reads_aws_region_from_the_process_environment(
         self, monkeypatch: pytest.MonkeyPatch
@@ -88,7 +89,7 @@ class TestRegion:
         """S3Handler built with no region picks AWS_REGION up from os.environ."""
         monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
         monkeypatch.setenv("AWS_REGION", "eu-central-1")
-        handler = S3Handler("b")
+        handler = S3Handler("bkt")
         try:
             assert handler.config.region_name == "eu-central-1"
         finally:
@@ -112,38 +113,38 @@ class TestValidation:
     ) -> None:
         """Every invalid value fails at construction with a message naming what to fix."""
         with pytest.raises(ValueError, match=names.replace("{", r"\{").replace("}", r"\}")):
-            HandlerConfig.from_kwargs(env={}, bucket="b", **kwargs)
+            HandlerConfig.from_kwargs(env={}, bucket="bkt", **kwargs)
 
     def test_unknown_keyword_raises_type_error(self) -> None:
         """A misspelt option is a TypeError, not silently ignored."""
         with pytest.raises(TypeError):
-            config(bucket="b", buckt="typo")
+            config(bucket="bkt", buckt="typo")
 
     def test_handler_refuses_a_prefix_that_cannot_fit_a_key(self) -> None:
         """A prefix so long that keys would pass 1,024 bytes fails when the handler is built."""
         with pytest.raises(ValueError, match="1024"):
-            S3Handler("b", prefix="p" * 1000)
+            S3Handler("bkt", prefix="p" * 1000)
 
     def test_field_paths_accept_a_comma_separated_string(self) -> None:
         """redact_fields/hash_fields take a list or an env-friendly comma-separated string."""
-        assert config(bucket="b", redact_fields="a.b, c ,").redact_fields == ("a.b", "c")
+        assert config(bucket="bkt", redact_fields="a.b, c ,").redact_fields == ("a.b", "c")
 
 
 class TestNumbersFromText:
     def test_numeric_strings_become_numbers(self) -> None:
         """Values from ini files or ${VAR} expansion arrive as text and are converted once."""
-        config = HandlerConfig.from_kwargs(env={}, bucket="b", close_timeout="2.5", workers="3")
+        config = HandlerConfig.from_kwargs(env={}, bucket="bkt", close_timeout="2.5", workers="3")
         assert (config.close_timeout, config.workers) == (2.5, 3)
 
     def test_a_non_number_is_a_clear_error(self) -> None:
         """Text that is not a number fails at construction, naming the setting."""
         with pytest.raises(ValueError, match="workers must be a number"):
-            HandlerConfig.from_kwargs(env={}, bucket="b", workers="lots")
+            HandlerConfig.from_kwargs(env={}, bucket="bkt", workers="lots")
 
 
 def build(**options: object) -> S3Handler:
-    """An S3Handler (bucket "b" unless given) built directly (no network I/O), closed."""
-    handler = S3Handler(**{"bucket": "b", **options})  # type: ignore[arg-type]
+    """An S3Handler (bucket "bkt" unless given) built directly (no network I/O), closed."""
+    handler = S3Handler(**{"bucket": "bkt", **options})  # type: ignore[arg-type]
     handler.close()
     return handler
 
@@ -164,11 +165,11 @@ def _collect_half_built_handlers() -> Iterator[None]:
 
 
 def dict_configure(**options: object) -> S3Handler:
-    """An S3Handler for bucket "b" built by ``logging.config.dictConfig``, detached and closed."""
+    """An S3Handler for bucket "bkt" built by ``logging.config.dictConfig``, detached and closed."""
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
-        "handlers": {"s3": {"class": "s3_log_handler.S3Handler", "bucket": "b", **options}},
+        "handlers": {"s3": {"class": "s3_log_handler.S3Handler", "bucket": "bkt", **options}},
         "loggers": {_DICTCONFIG_LOGGER: {"handlers": ["s3"], "propagate": False}},
     })
     logger = logging.getLogger(_DICTCONFIG_LOGGER)
@@ -214,6 +215,13 @@ INVALID: list[tuple[str, object, type[Exception]]] = [
     ("bucket", "s3://b", ValueError),
     ("bucket", "my bucket", ValueError),
     ("bucket", "b/sessions", ValueError),
+    ("bucket", "b", ValueError),  # S3's rules: 3 to 63 characters
+    ("bucket", "My_Bucket", ValueError),
+    ("bucket", "arn:*", ValueError),
+    ("prefix", "sessions/", ValueError),  # the DDL's location template would not look there
+    ("prefix", "../other-team", ValueError),  # outside the IAM resource
+    ("prefix", "", ValueError),  # the default key_template has {prefix}: keys would start '/'
+    ("sse_kms_key_id", "arn:aws:kms:us-east-1:111122223333:alias/logs", ValueError),
     ("attribute", "", ValueError),
     ("endpoint_url", "localhost:9000", ValueError),
     ("endpoint_url", "ftp://example.com", ValueError),
@@ -222,7 +230,7 @@ INVALID: list[tuple[str, object, type[Exception]]] = [
     ("key_template", "{prefix}/{date}/{id}{ext}", ValueError),  # unknown placeholder
     ("key_template", "{prefix}/{id{ext}", ValueError),  # unbalanced brace
     ("key_template", "", ValueError),
-    ("sse_kms_key_id", "alias/logs", ValueError),  # needs sse="aws:kms"
+    ("sse_kms_key_id", "alias/logs", ValueError),  # not a full key ARN
     *[(name, value, TypeError) for name in _ENUM_SETTINGS for value in (1, ["gzip"], True)],
     ("mode", "stream", ValueError),
     ("when_full", "wait", ValueError),
@@ -382,10 +390,54 @@ class TestValidValues:
                 raise AssertionError("never called at construction")
 
         session, botocore_config = Session(), Config(connect_timeout=1)
-        c = config(bucket="b", boto3_session=session, botocore_config=botocore_config)
+        c = config(bucket="bkt", boto3_session=session, botocore_config=botocore_config)
         assert (c.boto3_session, c.botocore_config) == (session, botocore_config)
 
     def test_the_environment_bucket_is_checked_too(self) -> None:
         """ANALYTICS_S3_BUCKET=s3://x fails like the argument would."""
         with pytest.raises(ValueError, match="bucket"):
             config({"ANALYTICS_S3_BUCKET": "s3://x"})
+
+
+class TestNames:
+    @pytest.mark.parametrize(("prefix", "why"), INVALID_PREFIXES)
+    def test_every_invalid_prefix_is_refused_at_construction(self, prefix: str,
+                                                             why: str) -> None:
+        """S3Handler(prefix=...) raises ValueError naming the setting, the value and why,
+        before the handler exists (so no record can be written under it)."""
+        with pytest.raises(ValueError) as info:
+            build(prefix=prefix)
+        message = str(info.value)
+        assert message.startswith("prefix must be") and repr(prefix) in message
+        assert why in message
+
+    @pytest.mark.parametrize(("bucket", "why"), INVALID_BUCKETS)
+    def test_every_invalid_bucket_is_refused_at_construction(self, bucket: str,
+                                                             why: str) -> None:
+        """The bucket follows S3's naming rules (an access point alias or directory bucket
+        name is a valid target too); anything else fails when the handler is built."""
+        if bucket.endswith(("-s3alias", "--x-s3")) or not bucket:
+            return  # write targets (see test_names), and "" means "no bucket: disabled"
+        with pytest.raises(ValueError, match="bucket must be") as info:
+            build(bucket=bucket)
+        assert repr(bucket) in str(info.value) and why in str(info.value)
+
+    def test_the_environment_bucket_follows_the_same_rules(self) -> None:
+        """ANALYTICS_S3_BUCKET is checked by the same rule as the argument."""
+        with pytest.raises(ValueError, match="3 to 63"):
+            config({"ANALYTICS_S3_BUCKET": "ab"})
+
+    def test_empty_prefix_is_allowed_only_without_prefix_in_the_template(self) -> None:
+        """A key template without {prefix} takes prefix='' (keys at the bucket's root)."""
+        c = config(bucket="bkt", prefix="", key_template="year={year}/{id}{ext}")
+        assert c.prefix == ""
+        with pytest.raises(ValueError, match="prefix must be a non-empty key prefix"):
+            config(bucket="bkt", prefix="")
+
+    def test_kms_key_must_be_a_full_arn(self) -> None:
+        """sse_kms_key_id takes a full key ARN only (the ARN S3 reports and IAM grants)."""
+        arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        assert config(bucket="bkt", sse="aws:kms", sse_kms_key_id=arn).sse_kms_key_id == arn
+        for value in ("1234abcd", "alias/logs", "arn:*"):
+            with pytest.raises(ValueError, match=r"sse_kms_key_id must be a full KMS key ARN"):
+                config(bucket="bkt", sse="aws:kms", sse_kms_key_id=value)
