@@ -161,7 +161,7 @@ class TestSecuritySettings:
                                                            match: str) -> None:
         """Settings that would fail every upload raise ValueError before any record is lost."""
         with pytest.raises(ValueError, match=match):
-            S3Handler("b", **options)
+            S3Handler("bkt", **options)
 
 
 def raw_objects(s3: Any, bucket: str) -> dict[str, bytes]:

@@ -138,17 +138,17 @@ class TestBringYourOwnAwsObjects:
     def test_retries_merge_key_by_key(self) -> None:
         """Setting only total_max_attempts keeps our standard mode; a mode they set wins."""
         only_attempts = make_client(ClientPolicy.of(HandlerConfig.from_kwargs(
-            env={}, bucket="b", botocore_config=Config(retries={"total_max_attempts": 2}))))
+            env={}, bucket="bkt", botocore_config=Config(retries={"total_max_attempts": 2}))))
         assert only_attempts.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
         legacy = make_client(ClientPolicy.of(HandlerConfig.from_kwargs(
-            env={}, bucket="b", botocore_config=Config(retries={"mode": "legacy"}))))
+            env={}, bucket="bkt", botocore_config=Config(retries={"mode": "legacy"}))))
         assert legacy.meta.config.retries["mode"] == "legacy"
 
     def test_their_pool_size_and_timeouts_win_over_ours(self) -> None:
         """Every option both set is theirs."""
         theirs = Config(connect_timeout=1, read_timeout=2, max_pool_connections=3)
         client = make_client(ClientPolicy.of(HandlerConfig.from_kwargs(
-            env={}, bucket="b", workers=50, botocore_config=theirs)))
+            env={}, bucket="bkt", workers=50, botocore_config=theirs)))
         config = client.meta.config
         assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (
             1, 2, 3)
@@ -156,7 +156,7 @@ class TestBringYourOwnAwsObjects:
     def test_without_their_objects_ours_apply(self) -> None:
         """No session, no Config: a fresh session with our Config (pool grows with workers)."""
         client = make_client(ClientPolicy.of(HandlerConfig.from_kwargs(
-            env={}, bucket="b", workers=20, region_name="eu-west-1")))
+            env={}, bucket="bkt", workers=20, region_name="eu-west-1")))
         config = client.meta.config
         assert config.retries["mode"] == "standard"
         assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (
@@ -168,7 +168,7 @@ class TestBringYourOwnAwsObjects:
     ) -> None:
         """Explicit region_name/endpoint_url settings win over the session's region."""
         client = make_client(ClientPolicy.of(HandlerConfig.from_kwargs(
-            env={}, bucket="b", region_name="eu-central-1", endpoint_url=moto_endpoint,
+            env={}, bucket="bkt", region_name="eu-central-1", endpoint_url=moto_endpoint,
             boto3_session=own_session())))
         assert client.meta.region_name == "eu-central-1"
         assert client.meta.endpoint_url == moto_endpoint
