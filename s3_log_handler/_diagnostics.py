@@ -25,7 +25,7 @@ _INTERNAL_ROOTS = frozenset(INTERNAL_LOGGERS)
 _worker_flag = threading.local()
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 _CREDENTIAL_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
-                    "AWS_SECURITY_TOKEN", "ANALYTICS_HASH_KEY")
+                    "AWS_SECURITY_TOKEN", "ANALYTICS_HASH_KEY", "ANALYTICS_SPOOL_KEY")
 
 
 def mark_internal_thread() -> None:
