@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from ._replay_options import add_replay_arguments, replay_settings
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3-log-handler", description=__doc__)
@@ -31,13 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     iam.add_argument("--prefix", default="sessions")
     iam.add_argument("--kms-key", default=None)
 
-    replay = sub.add_parser("replay", help="upload what a spool directory holds, print counts")
-    replay.add_argument("spool_dir")
-    replay.add_argument("--dead-letters", action="store_true", help="also retry dead letters")
-    replay.add_argument("--bucket", default=None, help="default: $ANALYTICS_S3_BUCKET")
-    replay.add_argument("--prefix", default="sessions")
-    replay.add_argument("--mode", choices=("object", "batch"), default="object")
-    replay.add_argument("--timeout", type=float, default=60.0)
+    replay = sub.add_parser("replay", help="upload what a spool directory holds, print counts",
+                            description="Upload what a spool directory holds with the "
+                                        "handler's settings (--config, or the flags below; "
+                                        "flags win), and print the counts as JSON.")
+    add_replay_arguments(replay)
     return parser
 
 
@@ -72,10 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._replay import replay
 
     try:
-        stats = replay(args.spool_dir, retry_dead_letters=args.dead_letters,
-                       timeout=args.timeout, bucket=args.bucket, prefix=args.prefix,
-                       mode=args.mode)
-    except ValueError as exc:
+        spool_dir, options = replay_settings(args)
+        stats = replay(spool_dir, retry_dead_letters=args.dead_letters, timeout=args.timeout,
+                       **options)
+    except (ValueError, TypeError) as exc:  # settings, the config file, a refused spool
         print(f"s3-log-handler replay: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(stats, indent=2, sort_keys=True))

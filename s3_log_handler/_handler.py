@@ -29,13 +29,11 @@ from ._jobs import JobMaker
 from ._keeper import Keeper
 from ._ledger import Ledger
 from ._policies import BatchPolicy, ClientPolicy, PutPolicy, QueuePolicy, RetryPolicy
-from ._records import DROPPED
+from ._records import DROPPED, Entry
 from ._redact import identity, make_redactor
 from ._settings import HandlerConfig
 from ._snapshot import Snapshotter, check_key_template
-from ._spool import Spool
-from ._spool_dir import UnsafeSpoolDir, report_refusal, resolve_spool_dir
-from ._spool_trust import KeyCheck, spool_mac_key
+from ._spool_setup import open_spool
 from ._uploader import S3Uploader
 from ._worker import Uploaders
 
@@ -66,7 +64,8 @@ class S3Handler(logging.Handler):
     * ``mode="object"|"batch"``; batch: ``max_batch_records=10000``,
       ``max_batch_bytes=8 MiB`` (uncompressed), ``max_batch_age=60`` seconds.
     * ``compression="gzip"|"zstd"|"none"``, ``compress_level``.
-    * ``spool_dir``, ``spool_fsync="never"|"interval"|"always"``, ``max_record_bytes=5 MiB``,
+    * ``spool_dir``, ``spool_fsync="never"|"interval"|"always"``, ``max_spool_bytes=1 GiB``,
+      ``max_dead_letter_bytes=64 MiB``, ``max_record_bytes=5 MiB``,
       ``max_queue_bytes=64 MiB``, ``when_full="spool"|"drop"|"block"``, ``block_timeout=1``.
     * ``sse``, ``sse_kms_key_id``, ``expected_bucket_owner``, ``storage_class``,
       ``checksum_algorithm="CRC32"``, ``acl``; ``redact_fields``, ``hash_fields``.
@@ -90,7 +89,7 @@ class S3Handler(logging.Handler):
         self._attribute = c.attribute
         redactor = make_redactor(c)
         self._redact = None if redactor is identity else redactor
-        self._spool = self._open_spool(codec.suffix)
+        self._spool = open_spool(c, codec.suffix, self._reports)
         self._jobs = JobMaker(c.key_template, c.prefix, codec.suffix)
         self._ledger = Ledger(self._job_queue(), self._spool, self._reports, QueuePolicy.of(c))
         self._snapshot = Snapshotter(c, codec.suffix, self._ledger, self._reports)
@@ -104,27 +103,6 @@ class S3Handler(logging.Handler):
             self._keeper.run_once()  # what earlier processes left counts from the start
             self._keeper.start()
         _LIVE_HANDLERS.add(self)
-
-    def _open_spool(self, suffix: str) -> Spool | None:
-        """The spool in ``spool_dir`` (``"auto"``: the default private directory), or
-        ``None`` with one ERROR when it cannot be used or is not ours."""
-        c = self.config
-        if not (c.spool_dir and c.enabled):
-            return None
-        directory = c.spool_dir
-        try:
-            directory = resolve_spool_dir(c.spool_dir, c.bucket or "")
-            return Spool(directory, c.spool_fsync, self._reports,
-                         mac_key=spool_mac_key(c.spool_hmac_key),
-                         key_check=KeyCheck(c.key_template, c.prefix, ".json" + suffix, c.mode))
-        except UnsafeSpoolDir as exc:  # not ours: never read nor write there
-            report_refusal(self._reports, directory, str(exc))
-            return None
-        except OSError as exc:  # fail safe: records still flow, in memory only
-            self._reports.report("spool-open", logging.ERROR,
-                                 "cannot use spool_dir %s (%s); records are held in memory "
-                                 "only", directory, exc)
-            return None
 
     def _job_queue(self) -> JobQueue:
         c = self.config
@@ -265,7 +243,10 @@ class S3Handler(logging.Handler):
         return f"<S3Handler {where} ({logging.getLevelName(self.level)})>"
 
     # -- the emit path -------------------------------------------------------------------
-    def _ship(self, record: logging.LogRecord) -> None:
+    def _ship(self, record: logging.LogRecord, letter: str | None = None) -> Entry | None:
+        """The caller's path; returns the record's entry once admitted (``None`` when it
+        was not: ignored, dropped after close, dead-lettered). ``letter`` names the dead
+        letter ``replay`` re-emits it from."""
         # Internal records never get here: handle() drops them before taking the lock.
         payload = getattr(record, self._attribute, None)
         if payload is None or not self._enabled:
@@ -275,25 +256,26 @@ class S3Handler(logging.Handler):
                 # the levels that decide whether this line is shown.
                 self._reports.report("disabled", logging.INFO,
                                      "ANALYTICS_S3_BUCKET not configured - skipping S3 export")
-            return
+            return None
         if self._closed:
             self._ledger.count("emitted", DROPPED, 1, "closed")
             self._reports.report("closed", logging.WARNING,
                                  "S3Handler is closed; dropped a record from logger %r",
                                  record.name)
-            return
+            return None
         if self._redact is not None:
             # Converted to plain JSON types, then redacted: the id in the key and metadata,
             # the object and any dead letter all come from that, never from raw PII.
-            entry = self._snapshot.take_redacted(record, payload, self._redact)
+            entry = self._snapshot.take_redacted(record, payload, self._redact, letter)
         else:
-            entry = self._snapshot.take(record, payload)
+            entry = self._snapshot.take(record, payload, letter)
         if entry is None:
-            return
+            return None
         if self._spool is not None:
             entry = self._spool.append(entry)
         self._uploaders.ensure_running()
         self._ledger.admit(entry)
+        return entry
 
     # -- fork ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:

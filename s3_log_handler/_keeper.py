@@ -2,7 +2,8 @@
 
 Every round it adopts segments whose owner is gone (every few seconds), reads records held
 only on disk back into memory when there is room, fsyncs the active segment
-(``spool_fsync="interval"``) and retries deletions that failed. Lines read back that fail
+(``spool_fsync="interval"``), retries deletions that failed and, while the dead-letter area
+looks full, counts it again now and then (someone may have cleaned it up). Lines read back that fail
 their checks (a key this handler could not have made, a missing or wrong HMAC) are
 dead-lettered through the ledger with their reason, never uploaded. Each step reports its
 own errors (rate-limited) and is tried again next round: a disk error never ends the thread.
@@ -72,6 +73,7 @@ class Keeper:
         self._guard("refill", self._refill)
         self._guard("fsync", self._spool.sync_if_due)
         self._guard("delete", self._spool.retry_deletes)
+        self._guard("count dead letters", self._spool.letters.recount_if_full)
 
     def _guard(self, step: str, action: Callable[[], None]) -> None:
         outage = f"keeper-{step}"

@@ -36,7 +36,8 @@ class Ledger:
 
     The :class:`QueuePolicy` bounds the memory of queued records; when it is reached a record
     is kept only in the spool (``when_full="spool"``), waits up to ``block_timeout`` for room
-    (``"block"``), or is dropped with reason ``queue_full``.
+    (``"block"``), or is dropped with reason ``queue_full`` (``spool_full`` when it should
+    have stayed on disk but the spool reached ``max_spool_bytes``).
     """
 
     def __init__(self, jobs: JobQueue, spool: Spool | None, reports: Reports,
@@ -85,7 +86,7 @@ class Ledger:
                     entry.state = SPOOLED
                     self._spool.mark_disk_only(entry.ref, entry.seq)
                     return
-        reason = "closed" if self.closed else "queue_full"
+        reason = "closed" if self.closed else self._full_reason(entry)
         self.settle([entry], DROPPED, reason)
         self._reports.report(f"dropped-{reason}", logging.WARNING,
                              "S3Handler dropped an analytics record (%s); %d dropped so far",
@@ -249,6 +250,14 @@ class Ledger:
             # segments locked, or the next owner would send them too.
             self._spool.uploading(refs, now=True)  # type: ignore[union-attr]
         return job
+
+    def _full_reason(self, entry: Entry) -> str:
+        """Why a record found no room: ``spool_full`` when it should have been kept on disk
+        (``when_full="spool"``) but the spool reached ``max_spool_bytes``."""
+        spool = self._spool
+        if spool is not None and spool.full and entry.ref is None and self._when_full == "spool":
+            return "spool_full"
+        return "queue_full"
 
     def _has_room(self, cost: int) -> bool:
         return self.memory_bytes + cost <= self._max_bytes or self.memory_bytes == 0

@@ -32,7 +32,8 @@ class Entry:
     was written to the spool; ``seq`` numbers records for ``flush()`` (``-1`` for records
     recovered from another owner's spool). ``source`` is the counter the record arrived
     through (``emitted`` or ``recovered``) and ``state`` where it stands; only the ledger
-    changes ``state`` (and ``seq``), under its lock.
+    changes ``state`` (and ``seq``), under its lock. ``letter`` names the dead letter a
+    record re-emitted by ``replay`` came from.
     """
 
     body: bytes
@@ -43,6 +44,9 @@ class Entry:
     ref: SpoolRef | None = None
     source: str = "emitted"
     state: str = NEW
+    #: The dead letter this record was re-emitted from (``replay --dead-letters``): if it is
+    #: dead-lettered again, that letter is updated instead of a copy written.
+    letter: str | None = None
 
     @property
     def size(self) -> int:

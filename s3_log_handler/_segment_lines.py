@@ -1,5 +1,10 @@
 """The spool's line format: one record per line, ``<header json>\\t<body json>\\n``.
 
+A segment may start with one settings line, ``#<json>\\n``, written before the segment
+is visible: the put settings in force when its records were written (never secrets), so
+whoever uploads them later can check it does so with the same protection. Record lines are
+numbered from 0 after it.
+
 Pure functions over bytes. The header holds the object key (object mode), the sanitised id
 and the record's creation time; the body is the record's JSON line as it will be uploaded.
 orjson escapes tabs and newlines inside strings, so neither can occur unescaped in a line.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -21,6 +26,8 @@ import orjson
 from ._records import Entry
 
 TORN_WRITE = "torn_write"
+#: What the first line of a segment starts with when it records settings.
+SETTINGS_MARK = b"#"
 TAMPERED = "tampered"
 #: Bytes hashed per call, so hashing never releases the GIL (see :func:`line_mac`).
 _PIECE = 2000
@@ -64,6 +71,7 @@ def check_lines(data: bytes, mac_key: bytes | None = None) -> Iterator[Line]:
     """Parse a segment's bytes into ``(index, entry, problem)``: ``problem`` is ``None``,
     :data:`TORN_WRITE` (``entry`` is ``None``) or, with ``mac_key``, :data:`TAMPERED` for a
     line whose HMAC is missing or wrong (``entry`` holds what the line says)."""
+    _, data = split_settings(data)
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -103,9 +111,36 @@ def _header(raw: bytes) -> dict[str, Any] | None:
     return meta if valid else None
 
 
-def without_lines(data: bytes, indices: set[int]) -> bytes:
-    """A segment's bytes with the lines numbered ``indices`` left out; a torn last line (no
-    final newline) is kept as it is, so line numbers of the rest stay meaningful."""
+def without_lines(data: bytes, indices: Container[int]) -> bytes:
+    """A segment's bytes with the record lines numbered ``indices`` left out (its settings
+    line kept); a torn last line (no final newline) is kept as it is, so line numbers of the
+    rest stay meaningful."""
+    settings = b""
+    if data.startswith(SETTINGS_MARK):
+        end = data.find(b"\n") + 1 or len(data)
+        settings, data = data[:end], data[end:]
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" after a final newline, else the torn last line
-    return b"".join(line + b"\n" for i, line in enumerate(lines) if i not in indices) + tail
+    return settings + b"".join(
+        line + b"\n" for i, line in enumerate(lines) if i not in indices) + tail
+
+
+def settings_line(settings: Mapping[str, str]) -> bytes:
+    """The first line of a new segment: the put ``settings`` its records are written with."""
+    return SETTINGS_MARK + orjson.dumps({"v": 1, "put": dict(settings)}) + b"\n"
+
+
+def split_settings(data: bytes) -> tuple[dict[str, str] | None, bytes]:
+    """The put settings a segment's first line records (``None`` when it has no settings
+    line: written by an older version) and the bytes of its record lines."""
+    if not data.startswith(SETTINGS_MARK):
+        return None, data
+    raw, _, rest = data.partition(b"\n")
+    try:
+        meta = orjson.loads(raw[len(SETTINGS_MARK):])
+    except orjson.JSONDecodeError:
+        meta = None
+    put = meta.get("put") if isinstance(meta, dict) else None
+    if not isinstance(put, dict):
+        return {}, rest
+    return {str(k): str(v) for k, v in put.items() if v}, rest

@@ -38,6 +38,10 @@ MIB = 1024 * 1024
 #: A single PUT may carry 5 GiB; we cap one record far lower so one bad payload cannot hog memory.
 DEFAULT_MAX_RECORD_BYTES = 5 * MIB
 DEFAULT_MAX_QUEUE_BYTES = 64 * MIB
+#: Disk the spool's segments may fill during an outage; past it ``when_full`` decides.
+DEFAULT_MAX_SPOOL_BYTES = 1024 * MIB
+#: Disk the dead letters may fill (besides at most 10,000 letters).
+DEFAULT_MAX_DEAD_LETTER_BYTES = 64 * MIB
 
 #: What :func:`~s3_log_handler._keys.render_key` fills in.
 _PLACEHOLDERS = ("prefix", "year", "month", "day", "hour", "id", "ext", "uuid", "host", "pid",
@@ -72,6 +76,8 @@ class HandlerConfig:
     block_timeout: float = 1.0
     spool_dir: str | None = None
     spool_fsync: FsyncPolicy = "never"
+    max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
+    max_dead_letter_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES
     retry_base: float = 0.5
     retry_cap: float = 10.0
     config_error_retry: float = 60.0

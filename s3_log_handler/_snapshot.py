@@ -53,7 +53,7 @@ class Snapshotter:
             part in self._template for part in _PER_PROCESS)
 
     def take_redacted(self, record: logging.LogRecord, payload: object,
-                      redactor: Redactor) -> Entry | None:
+                      redactor: Redactor, letter: str | None = None) -> Entry | None:
         """:meth:`take` for the payload converted to plain JSON types and redacted, so the id,
         the object and any dead letter come from that result, never from ``payload``.
         Values conversion dropped (fail closed) or changed are counted in ``fallbacks``."""
@@ -63,15 +63,18 @@ class Snapshotter:
             body = (f"<{type(payload).__name__} too deeply nested to redact; not kept>"
                     ).encode("utf-8", "replace")
             self._ledger.settle([Entry(body, _valid_time(record.created, self._ledger),
-                                       sanitize_id(None), None)], DEAD_LETTERED, "encode_error")
+                                       sanitize_id(None), None, letter=letter)],
+                                DEAD_LETTERED, "encode_error")
             raise
         if fallbacks:
             self._ledger.add(fallbacks=fallbacks)
-        return self.take(record, plain)
+        return self.take(record, plain, letter)
 
-    def take(self, record: logging.LogRecord, payload: object) -> Entry | None:
+    def take(self, record: logging.LogRecord, payload: object,
+             letter: str | None = None) -> Entry | None:
         """The record as an :class:`Entry`, or ``None`` when it was dead-lettered here.
-        Raises :class:`EncodeError` (after dead-lettering) for a payload with no JSON form."""
+        Raises :class:`EncodeError` (after dead-lettering) for a payload with no JSON form.
+        ``letter``: the dead letter ``replay`` re-emits it from (kept on the entry)."""
         record_id = sanitize_id(payload.get(self._id_field) if type(payload) is dict
                                 else _payload_id(payload, self._id_field))
         created = record.created
@@ -85,13 +88,13 @@ class Snapshotter:
             line = json_line(payload)
         except EncodeError:
             body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._ledger.settle([Entry(body, created, record_id, key)], DEAD_LETTERED,
-                                "encode_error")
+            self._ledger.settle([Entry(body, created, record_id, key, letter=letter)],
+                                DEAD_LETTERED, "encode_error")
             raise
         if line.fallbacks:
             self._ledger.add(fallbacks=line.fallbacks)
         body = line.body
-        entry = Entry(body, created, record_id, key)
+        entry = Entry(body, created, record_id, key, letter=letter)
         if body[0] != 0x7B:  # "{"
             self._ledger.settle([entry], DEAD_LETTERED, "not_an_object")
             self._reports.report(f"not_an_object-{record.name}", logging.WARNING,

@@ -544,10 +544,11 @@ class TestHmac:
         lg.removeHandler(first)
         first.close()
         [segment] = spool_dir.glob("*.seg")
-        lines = segment.read_bytes().splitlines(keepends=True)
+        settings, *lines = segment.read_bytes().splitlines(keepends=True)
+        assert settings.startswith(b"#") and b'"h":"' not in settings  # no secret in it
         assert all(b'"h":"' in raw.partition(b"\t")[0] for raw in lines)
         lines[1] = lines[1].replace(b'"session_id":"h-1"', b'"session_id":"h-1","vip":true')
-        segment.write_bytes(b"".join(lines) + line("appended", None, created))
+        segment.write_bytes(settings + b"".join(lines) + line("appended", None, created))
         plant(spool_dir, line("planted", None, created))
         second = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(spool_dir),
                            spool_hmac_key=KEY.decode())

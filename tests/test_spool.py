@@ -15,7 +15,7 @@ import pytest
 from s3_log_handler import _deadletters as deadletters
 from s3_log_handler import _spool as spool_module
 from s3_log_handler._records import Entry, SpoolRef
-from s3_log_handler._segment_lines import decode_lines, encode_line, without_lines
+from s3_log_handler._segment_lines import decode_lines, encode_line, settings_line, without_lines
 from s3_log_handler._spool import Spool
 
 CHILD = Path(__file__).parent / "children" / "durability_child.py"
@@ -73,7 +73,7 @@ class TestWriteAhead:
         [segment] = segments(tmp_path)
         assert written.ref is not None
         assert written.ref.segment + ".seg" == segment.name
-        assert segment.read_bytes() == encode_line(entry(1))
+        assert segment.read_bytes() == settings_line({}) + encode_line(entry(1))
         spool.close()
 
     def test_segment_is_deleted_once_every_record_is_resolved(self, tmp_path: Path) -> None:
