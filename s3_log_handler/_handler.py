@@ -12,7 +12,6 @@ on the upload threads, and nothing on this path touches the network or raises.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -24,6 +23,7 @@ from ._aio import run_off_loop
 from ._batch import BatchAccumulator
 from ._diagnostics import Reports, is_internal_record, logger
 from ._encode import make_codec
+from ._exit import LOGGING_MODULE_LOCK, exit_started, inside_logging_config
 from ._jobqueue import JobQueue
 from ._jobs import JobMaker
 from ._keeper import Keeper
@@ -38,8 +38,6 @@ from ._uploader import S3Uploader
 from ._worker import Uploaders
 
 _LIVE_HANDLERS: weakref.WeakSet[S3Handler] = weakref.WeakSet()
-#: The RLock that ``dictConfig()`` holds while it closes and replaces handlers.
-_LOGGING_MODULE_LOCK: Any = getattr(logging, "_lock", threading.RLock())
 
 
 class S3Handler(logging.Handler):
@@ -142,7 +140,7 @@ class S3Handler(logging.Handler):
         """
         if not self.config.enabled:
             return True
-        if _inside_logging_config():
+        if inside_logging_config():
             timeout = 0.0  # waiting could only stall: see _close_when_config_done
         deadline = self._deadline() if timeout is None else time.monotonic() + timeout
         if self._closed:
@@ -182,7 +180,7 @@ class S3Handler(logging.Handler):
             if self._closing:
                 return
             self._closing = True
-        if _inside_logging_config() and self._close_later():
+        if inside_logging_config() and self._close_later():
             return
         self._close_now()
 
@@ -200,7 +198,7 @@ class S3Handler(logging.Handler):
         # botocore takes logging's module lock mid-upload (logger caches that dictConfig's
         # setLevel cleared), so uploads stall while dictConfig holds it: waiting inside
         # close() would stall the reload for close_timeout and deliver nothing.
-        with _LOGGING_MODULE_LOCK:
+        with LOGGING_MODULE_LOCK:
             pass
         self._close_now()
 
@@ -231,7 +229,8 @@ class S3Handler(logging.Handler):
     def _deadline(self) -> float:
         """When flush-without-argument and close stop waiting: ``close_timeout`` from now, or
         from the start of interpreter exit once that has begun (one deadline for both)."""
-        start = _EXIT_STARTED if _EXIT_STARTED is not None else time.monotonic()
+        started = exit_started()
+        start = started if started is not None else time.monotonic()
         return start + self.config.close_timeout
 
     def stats(self) -> dict[str, Any]:
@@ -287,25 +286,6 @@ class S3Handler(logging.Handler):
         self._close_lock = threading.Lock()
         if self._keeper is not None and not self._closing:
             self._keeper.start()
-
-
-def _inside_logging_config() -> bool:
-    """True on a thread holding logging's module lock, as ``dictConfig()`` does throughout."""
-    is_owned = getattr(_LOGGING_MODULE_LOCK, "_is_owned", None)
-    return bool(is_owned()) if callable(is_owned) else False
-
-
-#: When interpreter exit began (monotonic), set by an atexit hook that runs before logging's
-#: own (atexit runs hooks last-registered first, and logging registered at its import).
-_EXIT_STARTED: float | None = None
-
-
-def _exit_begins() -> None:
-    global _EXIT_STARTED
-    _EXIT_STARTED = time.monotonic()
-
-
-atexit.register(_exit_begins)
 
 
 def _reset_handlers_after_fork() -> None:
