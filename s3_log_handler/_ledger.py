@@ -85,6 +85,7 @@ class Ledger:
                     self._counters.arrive(entry.source, SPOOLED)
                     entry.state = SPOOLED
                     self._spool.mark_disk_only(entry.ref, entry.seq)
+                    self._pending.spill(entry.seq)
                     return
         reason = "closed" if self.closed else self._full_reason(entry)
         self.settle([entry], DROPPED, reason)

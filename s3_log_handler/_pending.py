@@ -3,14 +3,17 @@
 Not thread-safe on its own: the ledger calls it under its lock.
 
 Memory follows what is *pending*, never what already settled: a set of the numbers still
-waiting, and losses kept as runs of consecutive numbers, so an outage that drops a million
-records in a row costs one run, not a million entries. The oldest pending number only ever
-moves up (numbers are handed out in order), so finding it again costs O(1) amortised.
+waiting in memory, the numbers of records spilled to disk (held only in the spool) as runs,
+and losses as runs too, so an outage that drops or spills a million records in a row costs
+one run, not a million entries. The oldest pending number only ever moves up (numbers are
+handed out in order), so finding it again costs O(1) amortised.
 """
 
 from __future__ import annotations
 
 import bisect
+
+from ._runs import IndexRuns
 
 #: Runs of losses kept for flushes that have not reported them yet; past it the newest runs
 #: are forgotten (only a flush covering more than this many separate runs could miss one).
@@ -27,6 +30,8 @@ class PendingRecords:
 
     def __init__(self) -> None:
         self._pending: set[int] = set()
+        #: Pending numbers of records held only on disk (spilled), as runs.
+        self._spilled = IndexRuns()
         #: No pending number is below this one (it may itself be settled already).
         self._oldest = 0
         self._next = 0
@@ -51,20 +56,33 @@ class PendingRecords:
         """The number of the newest record so far (``-1`` before the first)."""
         return self._next - 1
 
+    def spill(self, seq: int) -> None:
+        """Record ``seq`` (pending) is held only on disk now: keep its number in a run."""
+        if seq in self._pending:
+            self._pending.remove(seq)
+            self._spilled.add(seq)
+
     def settle(self, seqs: list[int], *, lost: bool) -> None:
         """Give records their final outcome; ``lost`` when it was not delivery.
 
         Negative numbers (records recovered from another process) are ignored.
         """
+        pending = self._pending
         for seq in seqs:
             if seq < 0:
                 continue
-            self._pending.discard(seq)
+            if seq in pending:
+                pending.remove(seq)
+            elif self._spilled:
+                self._spilled.discard(seq)
             if lost:
                 self._lose(seq)
 
     def pending_upto(self, mark: int) -> bool:
         """True while some record numbered ``<= mark`` has no outcome yet."""
+        first_spilled = self._spilled.first
+        if first_spilled is not None and first_spilled <= mark:
+            return True
         if not self._pending:
             return False
         while self._oldest not in self._pending:

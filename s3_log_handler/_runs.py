@@ -48,6 +48,11 @@ class IndexRuns:
         """How many runs hold the numbers (what the memory follows)."""
         return len(self._firsts)
 
+    @property
+    def first(self) -> int | None:
+        """The smallest number held, or ``None`` when empty."""
+        return self._firsts[0] if self._firsts else None
+
     def add(self, value: int) -> bool:
         """Add ``value``; False when it was already there."""
         i = bisect.bisect_right(self._firsts, value)  # runs[i-1] starts at or before value

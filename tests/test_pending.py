@@ -89,3 +89,29 @@ class TestPendingRecords:
         pending.settle([seqs[1], seqs[5]], lost=False)
         assert not flush_now(pending)
         assert flush_now(pending)
+
+    def test_spilled_records_stay_pending_as_runs_until_settled(self) -> None:
+        """Records held only on disk keep a flush waiting, cost one run for a stretch, and
+        settle (delivered or lost) like any other."""
+        pending = PendingRecords()
+        head = pending.add()
+        spilled = [pending.add() for _ in range(100_000)]
+        for seq in spilled:
+            pending.spill(seq)
+        assert pending._pending == {head} and pending._spilled.runs == 1
+        pending.settle([head], lost=False)
+        assert pending.pending_upto(spilled[0])
+        pending.settle(spilled[:-1], lost=False)
+        assert pending.pending_upto(spilled[-1]) and not pending.pending_upto(spilled[-1] - 1)
+        mark, since = pending.begin_flush()
+        pending.settle([spilled[-1]], lost=True)
+        assert not pending.end_flush(mark, since, drained=not pending.pending_upto(mark))
+        assert not pending._pending and not pending._spilled
+        assert flush_now(pending)
+
+    def test_spilling_a_number_not_pending_changes_nothing(self) -> None:
+        pending = PendingRecords()
+        seq = pending.add()
+        pending.settle([seq], lost=False)
+        pending.spill(seq)
+        assert not pending._spilled and not pending.pending_upto(seq)

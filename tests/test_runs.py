@@ -98,3 +98,13 @@ def test_a_spool_holding_100k_disk_only_records_costs_no_memory_per_record(
     assert [e.seq for e in loaded] == list(range(100_000))
     spool.release([e.ref for e in loaded if e.ref is not None])
     spool.close()
+
+
+def test_first_is_the_smallest_number_held() -> None:
+    runs = IndexRuns()
+    assert runs.first is None
+    for n in (7, 3, 4, 9):
+        runs.add(n)
+    assert runs.first == 3
+    runs.discard(3)
+    assert runs.first == 4
