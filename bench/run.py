@@ -19,6 +19,7 @@ import caller_cost
 import close_latency
 import cpu_per_record
 import flush_latency
+import recovery
 import rss
 import throughput
 from common import BENCH_DIR, Check, Context, Section, markdown_table, moto_server, reset_moto
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "close": close_latency.run,
     "rss": rss.run,
     "flushwait": flush_latency.run,
+    "recovery": recovery.run,
 }
 
 
