@@ -87,7 +87,10 @@ class LetterArea:
         if entry.letter is not None:
             with self._lock:
                 if entry.letter is not None:
-                    return self._again(entry.letter, reason)
+                    updated = self._again(entry.letter, reason)
+                    if updated is not None:
+                        return updated
+                    entry.letter = None  # removed by someone meanwhile: a new letter
         if self.full:
             return False  # before any work: a flood of refused records costs no I/O
         data = letters.letter_document(entry, reason, self._put)
@@ -105,13 +108,17 @@ class LetterArea:
             return False
         return True
 
-    def _again(self, path: str, reason: str) -> bool:
+    def _again(self, path: str, reason: str) -> bool | None:
+        """Update letter ``path`` in place; False when that failed (it stays as it was),
+        ``None`` when it is gone."""
         try:
             old = letters.read_letter(path)
             new = letters.again(old, reason)
             letters.replace_private(path, new)
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError):
-            return False  # the letter stays as it was
+            return False
         self.bytes += len(new) - len(old)
         return True
 

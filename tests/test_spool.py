@@ -15,7 +15,13 @@ import pytest
 from s3_log_handler import _deadletters as deadletters
 from s3_log_handler import _spool as spool_module
 from s3_log_handler._records import Entry, SpoolRef
-from s3_log_handler._segment_lines import decode_lines, encode_line, settings_line, without_lines
+from s3_log_handler._segment_lines import (
+    decode_lines,
+    encode_line,
+    settings_line,
+    split_settings,
+    without_lines,
+)
 from s3_log_handler._spool import Spool
 
 CHILD = Path(__file__).parent / "children" / "durability_child.py"
@@ -63,6 +69,16 @@ class TestSegmentFormat:
         data = b"\x00\x00\x00\n" + b"no tab here\n" + encode_line(entry(4))
         decoded = list(decode_lines(data))
         assert [e is None for _, e in decoded] == [True, True, False]
+
+
+    def test_a_settings_line_is_read_apart_and_kept_by_compaction(self) -> None:
+        """The first line records the put settings; record lines are numbered after it."""
+        head = settings_line({"sse": "AES256"})
+        data = head + encode_line(entry(0)) + encode_line(entry(1))
+        assert split_settings(data) == ({"sse": "AES256"}, data[len(head):])
+        assert split_settings(encode_line(entry(0)))[0] is None
+        assert [e.record_id for _, e in decode_lines(data) if e] == ["s-0", "s-1"]
+        assert without_lines(data, {0}) == head + encode_line(entry(1))
 
 
 class TestWriteAhead:
