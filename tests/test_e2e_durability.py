@@ -88,6 +88,13 @@ def spool_segments(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("*.seg"))
 
 
+def attempts_ended(handler: S3Handler) -> bool:
+    """Wait until a closed handler's last upload attempts have ended: until then it keeps
+    their segments locked (so the next owner cannot send them twice), and a ``replay``
+    started meanwhile would find nothing it may take."""
+    return wait_until(lambda: handler.stats()["queued"] == 0, 30)
+
+
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "s3_log_handler._cli", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -351,6 +358,7 @@ class TestDeadLetters:
         cyclic["self"] = cyclic
         lg.info("Session analytics data", extra={"analytics_data": cyclic})
         handler.close()
+        assert attempts_ended(handler)
         stats = handler.stats()
         assert stats["dead_letter_reasons"] == {"too_large": 1, "encode_error": 1}
         assert balance(stats) == 0
@@ -406,6 +414,7 @@ class TestReplay:
         ids = [f"batched-{n}" for n in range(5)]
         emit(analytics(handler), ids)
         handler.close()
+        assert attempts_ended(handler)
         env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_endpoint}
         run = cli("replay", str(tmp_path), "--bucket", bucket, "--timeout", "20", env=env)
         assert run.returncode == 0, run.stdout + run.stderr

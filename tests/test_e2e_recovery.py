@@ -87,7 +87,9 @@ def leave_records(bucket: str, spool: Path, *ids: str, **options: Any) -> None:
                         close_timeout=0.3, **options)
     emit(attach(logging.getLogger("analytics.recovery.leave"), handler), *ids)
     handler.close()
-    assert handler.stats()["queued"] + handler.stats()["spooled"] == len(ids)
+    # Until its last upload attempts end, the closed handler keeps their segments locked.
+    assert wait_until(lambda: handler.stats()["queued"] == 0, 30), handler.stats()
+    assert handler.stats()["spooled"] == len(ids)
 
 
 @pytest.fixture
