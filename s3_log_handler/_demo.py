@@ -63,7 +63,7 @@ def run_demo(sessions: int = 200, real: bool = False) -> int:
             try:
                 from moto.server import ThreadedMotoServer
             except ImportError:
-                print("the embedded demo needs moto: pip install 's3_log_handler[demo]'",
+                print("the embedded demo needs moto: pip install 's3-analytics-handler[demo]'",
                       file=sys.stderr)
                 return 2
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -140,7 +140,7 @@ def _decompress(body: bytes) -> bytes:
         try:
             import zstandard
         except ImportError:
-            msg = "reading zstd bodies needs zstandard: pip install 's3_log_handler[zstd]'"
+            msg = "reading zstd bodies needs zstandard: pip install 's3-analytics-handler[zstd]'"
             raise ImportError(msg) from None
         with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
             return bytes(reader.read())
