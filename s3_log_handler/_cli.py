@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from ._inspect import add_inspect_arguments, run_inspect
 from ._replay_options import add_replay_arguments, replay_settings
 
 
@@ -32,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     iam.add_argument("--bucket", required=True)
     iam.add_argument("--prefix", default="sessions")
     iam.add_argument("--kms-key", default=None)
+    iam.add_argument("--reader", action="store_true",
+                     help="the read-only policy `inspect` needs instead (List + Get)")
+
+    inspect = sub.add_parser("inspect", help="partitions, cost estimate and red flags of a "
+                                             "prefix (read-only; exit 1 on a red flag)")
+    add_inspect_arguments(inspect)
 
     replay = sub.add_parser("replay", help="upload what a spool directory holds, print counts",
                             description="Upload what a spool directory holds with the "
@@ -60,15 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(ddl)
         return 0
     if args.command == "iam-policy":
-        from ._iam import iam_policy
+        from ._iam import iam_policy, reader_policy
 
         try:
-            policy = iam_policy(bucket=args.bucket, prefix=args.prefix, kms_key=args.kms_key)
+            make = reader_policy if args.reader else iam_policy
+            policy = make(bucket=args.bucket, prefix=args.prefix, kms_key=args.kms_key)
         except ValueError as exc:
             print(f"s3-log-handler iam-policy: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(policy, indent=2))
         return 0
+    if args.command == "inspect":
+        return run_inspect(args)
     from ._replay import replay
 
     try:

@@ -53,3 +53,33 @@ def iam_policy(bucket: str, prefix: str = "sessions", kms_key: str | None = None
             "Resource": names.kms_key_arn(kms_key, "kms_key"),
         })
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+#: What ``inspect`` calls: ListObjectsV2 (authorised by s3:ListBucket) and GetObject.
+READER_ACTIONS = ("s3:ListBucket", "s3:GetObject")
+
+
+def reader_policy(bucket: str, prefix: str = "sessions",
+                  kms_key: str | None = None) -> dict[str, Any]:
+    """The read-only policy ``s3-log-handler inspect`` needs on ``s3://bucket/prefix/``.
+
+    ``s3:ListBucket`` on the bucket, limited by an ``s3:prefix`` condition to ``prefix/*``,
+    and ``s3:GetObject`` on :func:`object_arn`; with ``kms_key``, ``kms:Decrypt`` on that key
+    (reading an SSE-KMS object needs it). Nothing that writes or deletes. Raises
+    ``ValueError`` for the same names :func:`iam_policy` refuses.
+    """
+    names.bucket(bucket)
+    if prefix:
+        names.prefix(prefix)
+    listing: dict[str, Any] = {"Sid": "ListAnalyticsObjects", "Effect": "Allow",
+                               "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}
+    if prefix:
+        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
+    statements: list[dict[str, Any]] = [listing, {
+        "Sid": "ReadAnalyticsObjects", "Effect": "Allow", "Action": "s3:GetObject",
+        "Resource": object_arn(bucket, prefix)}]
+    if kms_key is not None:
+        statements.append({"Sid": "DecryptAnalyticsObjects", "Effect": "Allow",
+                           "Action": "kms:Decrypt",
+                           "Resource": names.kms_key_arn(kms_key, "kms_key")})
+    return {"Version": POLICY_VERSION, "Statement": statements}
