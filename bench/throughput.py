@@ -8,35 +8,55 @@ Each codec's CPU per record is compared with its own serialise+compress floor.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import deflate
 import orjson
 import zstandard
 from common import MESSAGE, Check, Context, Section, new_bucket, reset_moto, timed
 from cpu_per_record import BATCH_BYTES, BATCH_RECORDS
 from payloads import Payloads
 
-from s3_log_handler import S3Handler
+from s3_log_handler import S3Handler, _encode
 
 COLUMNS = ["codec", "writers", "records", "wall s", "records/s", "MB/s in", "CPU µs/record",
-           "records/CPU-s", "x codec floor", "ratio", "dropped"]
+           "records/CPU-s", "x codec floor", "ratio", "x zlib-6 ratio", "dropped"]
+DEFAULT = "gzip-6 libdeflate (default)"
+ZLIB = "gzip-6 zlib (before)"
 CODECS: dict[str, dict[str, Any]] = {
-    "gzip-6 (default)": {"compression": "gzip"},
-    "gzip-1": {"compression": "gzip", "compress_level": 1},
+    DEFAULT: {"compression": "gzip"},
+    ZLIB: {"compression": "gzip"},
     "zstd-3": {"compression": "zstd"},
+    "none": {"compression": "none"},
 }
 
 
-def _compressor(options: dict[str, Any]) -> Callable[[bytes], bytes]:
-    if options["compression"] == "zstd":
+def _compressor(codec: str) -> Callable[[bytes], bytes]:
+    if codec == "zstd-3":
         return lambda b: zstandard.ZstdCompressor(level=3).compress(b)
-    level = options.get("compress_level", 6)
-    return lambda b: gzip.compress(b, level, mtime=0)
+    if codec == "none":
+        return bytes
+    if codec == ZLIB:
+        return lambda b: gzip.compress(b, 6, mtime=0)
+    return lambda b: bytes(deflate.gzip_compress(b, 6))
+
+
+@contextlib.contextmanager
+def _engine(codec: str) -> Iterator[None]:
+    """The zlib row runs the handler as it is where libdeflate's wheel cannot be imported."""
+    saved = _encode._libdeflate
+    if codec == ZLIB:
+        _encode._libdeflate = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _encode._libdeflate = saved
 
 
 def codec_floor(payloads: Payloads, count: int, compress: Callable[[bytes], bytes]) -> float:
@@ -96,45 +116,49 @@ def run(ctx: Context) -> Section:
     payloads = Payloads()
     count = ctx.n(100_000, 20_000)
     mean_size = payloads.mean_size()
-    default_1: tuple[float, float] = (0.0, 0.0)
-    best: tuple[float, float, str] = (0.0, 0.0, "")
+    rates: dict[tuple[str, int], float] = {}
+    ratios: dict[str, float] = {}
     for codec, options in CODECS.items():
-        floor = codec_floor(payloads, count, _compressor(options)) / count
+        floor = codec_floor(payloads, count, _compressor(codec)) / count
         for writers in (1, 4):
             reset_moto(ctx.endpoint)
-            handler = S3Handler(bucket=new_bucket(ctx.endpoint, "tp"), endpoint_url=ctx.endpoint,
-                                mode="batch", when_full="block", block_timeout=60.0,
-                                close_timeout=30.0, **options)
+            with _engine(codec):
+                handler = S3Handler(bucket=new_bucket(ctx.endpoint, "tp"),
+                                    endpoint_url=ctx.endpoint, mode="batch", when_full="block",
+                                    block_timeout=60.0, close_timeout=30.0, **options)
             wall, cpu = pump(handler, payloads, count, writers)
             stats = handler.stats()
             handler.close()
             delivered = stats["delivered"] - 100
             rate = delivered / wall
             raw = delivered * (mean_size + 1)
+            ratios[codec] = (count + 100) * (mean_size + 1) / max(1, stats["bytes_sent"])
+            rates[codec, writers] = rate
             section.rows.append({
                 "codec": codec, "writers": writers, "records": delivered, "wall s": round(wall, 2),
                 "records/s": round(rate), "MB/s in": round(raw / wall / 1e6, 1),
                 "CPU µs/record": cpu / count * 1e6, "records/CPU-s": round(count / cpu),
                 "x codec floor": round(cpu / count / floor, 2),
-                "ratio": f"{(count + 100) * (mean_size + 1) / max(1, stats['bytes_sent']):.1f}x",
+                "ratio": f"{ratios[codec]:.2f}x",
+                "x zlib-6 ratio": round(ratios[codec] / ratios[ZLIB], 2) if ZLIB in ratios else "",
                 "dropped": stats["dropped"],
             })
-            if codec.startswith("gzip-6") and writers == 1:
-                default_1 = (rate, count / cpu)
-            best = max(best, (count / cpu, rate, f"{codec}, {writers} writer(s)"))
+    for row in section.rows:  # the default ran before zlib: fill its ratio in now
+        row["x zlib-6 ratio"] = round(ratios[str(row["codec"])] / ratios[ZLIB], 2)
     section.notes.append(
         f"{count:,} records of {mean_size:,.0f} bytes mean (compact JSON) per row, "
-        "when_full='block', workers=4, default batch limits (10,000 records / 8 MiB / 60 s). "
-        "'x codec floor' compares CPU per record with orjson + that codec on the same batches; "
-        "'records/CPU-s' is what one fully used core delivers; "
-        "'ratio' is raw/compressed bytes. The box has 2 cores shared by emitters, "
-        "compressors and moto.")
+        "when_full='block', workers=4, default batch limits. 'records/s' runs from the first "
+        "emit to flush() returning (every record counted is in moto); 'records/CPU-s' is what "
+        "one fully used core delivers (this process's CPU); 'x codec floor' compares CPU per "
+        "record with orjson + that codec on the same batches; 'ratio' is raw/compressed "
+        "bytes. The zlib row is the handler where libdeflate's wheel cannot be imported. The "
+        "box has 2 cores shared by emitters, compressors and moto.")
+    best = max(rates[DEFAULT, 1], rates[DEFAULT, 4])
     section.checks.append(Check(
-        "batch throughput on one core, default gzip-6, 1 writer",
-        f"{default_1[1]:,.0f} records/CPU-s ({default_1[0]:,.0f} records/s wall)",
-        ">= 40,000 records/s", default_1[1] >= 40_000))
+        "batch throughput end to end, default gzip (libdeflate-6)",
+        f"{best:,.0f} records/s (zlib gzip-6: {max(rates[ZLIB, 1], rates[ZLIB, 4]):,.0f})",
+        ">= 40,000 records/s", best >= 40_000))
     section.checks.append(Check(
-        "batch throughput on one core, best codec",
-        f"{best[0]:,.0f} records/CPU-s ({best[1]:,.0f} records/s wall; {best[2]})",
-        ">= 40,000 records/s", best[0] >= 40_000))
+        "default gzip compression ratio vs zlib gzip-6", f"{ratios[DEFAULT] / ratios[ZLIB]:.3f}x",
+        ">= 0.9x", ratios[DEFAULT] / ratios[ZLIB] >= 0.9))
     return section
