@@ -32,7 +32,8 @@ INTEGERS = ("workers", "max_batch_records", "max_batch_bytes", "max_record_bytes
              "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes")
 #: Settings in seconds, and whether 0 is allowed (a 0 retry or batch age would spin).
 SECONDS = {"close_timeout": True, "block_timeout": True, "max_batch_age": False,
-            "retry_base": False, "retry_cap": False, "config_error_retry": False}
+            "retry_base": False, "retry_cap": False, "config_error_retry": False,
+            "metrics_interval": True}  # 0: no metrics
 #: Strings checked by a rule of :mod:`_names` (bucket: also an access point; prefix: also
 #: empty, which ``validate`` allows only for a key template without ``{prefix}``).
 NAMED: dict[str, Callable[[str], str]] = {

@@ -89,6 +89,9 @@ class HandlerConfig:
     acl: str | None = None
     redact_fields: tuple[str, ...] = ()
     hash_fields: tuple[str, ...] = ()
+    #: Seconds between health-metric lines (CloudWatch EMF) on ``s3_log_handler.metrics``;
+    #: ``None`` or 0: none.
+    metrics_interval: float | None = None
     #: Key for an HMAC on every spool line (default ``$ANALYTICS_SPOOL_KEY``); lines without
     #: a valid one are dead-lettered ``tampered``. Unset: no HMAC.
     spool_hmac_key: str | None = None
