@@ -183,7 +183,7 @@ def dict_configure(**options: object) -> S3Handler:
 _INTEGER_SETTINGS = ("workers", "max_batch_records", "max_batch_bytes", "max_record_bytes",
                      "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes")
 _SECONDS_SETTINGS = ("close_timeout", "max_batch_age", "block_timeout", "retry_base",
-                     "retry_cap", "config_error_retry")
+                     "retry_cap", "config_error_retry", "metrics_interval")
 _STRING_SETTINGS = ("bucket", "prefix", "attribute", "id_field", "key_template", "region_name",
                     "endpoint_url", "profile_name", "spool_dir", "sse_kms_key_id",
                     "expected_bucket_owner", "storage_class", "acl", "spool_hmac_key")
