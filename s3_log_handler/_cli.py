@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
                                              "prefix (read-only; exit 1 on a red flag)")
     add_inspect_arguments(inspect)
 
+    snow = sub.add_parser("snowflake-ddl", help="print a storage integration (IAM role, no "
+                                                "keys), stage, table, COPY INTO and Snowpipe")
+    snow.add_argument("--bucket", required=True)
+    snow.add_argument("--prefix", default="sessions")
+    snow.add_argument("--integration", default="s3_analytics_integration")
+    snow.add_argument("--role-arn", default=None, help="the IAM role Snowflake assumes")
+    snow.add_argument("--format", choices=("json", "parquet"), default="json")
+    snow.add_argument("--table", default="session_analytics")
+
     replay = sub.add_parser("replay", help="upload what a spool directory holds, print counts",
                             description="Upload what a spool directory holds with the "
                                         "handler's settings (--config, or the flags below; "
@@ -79,6 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "inspect":
         return run_inspect(args)
+    if args.command == "snowflake-ddl":
+        from ._snowflake import snowflake_ddl
+
+        try:
+            sql = snowflake_ddl(args.bucket, args.prefix, integration=args.integration,
+                                role=args.role_arn, file_format=args.format, table=args.table)
+        except ValueError as exc:
+            print(f"s3-log-handler snowflake-ddl: {exc}", file=sys.stderr)
+            return 2
+        print(sql, end="")
+        return 0
     from ._replay import replay
 
     try:
