@@ -29,7 +29,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "checksum_algorithm": ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"),
 }
 INTEGERS = ("workers", "max_batch_records", "max_batch_bytes", "max_record_bytes",
-             "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes")
+             "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes",
+             "target_object_bytes", "max_open_partitions")
 #: Settings in seconds, and whether 0 is allowed (a 0 retry or batch age would spin).
 SECONDS = {"close_timeout": True, "block_timeout": True, "max_batch_age": False,
             "retry_base": False, "retry_cap": False, "config_error_retry": False,

@@ -35,11 +35,23 @@ class JobQueue:
             self._ready.append(entry)
             return True
         opened = self._batches.open_batches
-        full = self._batches.add(entry, now)
-        if full is not None:
-            self._ready.append(self._jobs.batch_job(full))
-            return True
-        return self._batches.open_batches > opened
+        ready = self._batches.add(entry, now, self._jobs.fields_of(entry))
+        for batch in ready:
+            self._ready.append(self._jobs.batch_job(batch))
+        return bool(ready) or self._batches.open_batches > opened
+
+    def take_cuts(self) -> dict[str, int] | None:
+        """Batches cut early since the last call, by reason (``partition_cuts``,
+        ``memory_cuts``), or ``None``: the ledger adds them to its counters."""
+        if self._batches is None or not self._batches.cuts:
+            return None
+        cuts, self._batches.cuts = self._batches.cuts, {}
+        return cuts
+
+    def learn(self, job: Job, raw: int, compressed: int) -> None:
+        """Tell batching how well ``job``'s records compressed (object sizing learns it)."""
+        if self._batches is not None:
+            self._batches.learn(job.fields, raw, compressed)
 
     def cut_batches(self) -> bool:
         """Make every open batch a ready job now, whatever its size or age; True if any."""

@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass
 
 from ._batch import Batch
+from ._fields import FieldReader
 from ._keys import Partition, render_key
 from ._records import Entry
 
@@ -23,6 +24,9 @@ class Job:
     record_id: str
     body: bytes | None = None
     internal_failures: int = 0
+    #: The batch's ``{field:...}`` partition values (its compression ratio is learned per
+    #: values); empty in object mode.
+    fields: tuple[str, ...] = ()
 
 
 class JobMaker:
@@ -35,6 +39,14 @@ class JobMaker:
         self._object_ext = ".json" + suffix
         self._batch_ext = ".ndjson" + suffix
         self._batch_seq = itertools.count(1)
+        self._fields = FieldReader(template, None)
+
+    def fields_of(self, entry: Entry) -> tuple[str, ...]:
+        """``entry``'s ``{field:...}`` partition values: read at emit time, or from its body
+        for a record recovered from a spool."""
+        if entry.fields is not None:
+            return entry.fields
+        return self._fields.values_of_line(entry.body) if self._fields.paths else ()
 
     def object_job(self, entry: Entry) -> Job:
         """The job that uploads one record under the key it got at emit time.
@@ -44,11 +56,12 @@ class JobMaker:
         key = entry.key or render_key(self._template, prefix=self._prefix,
                                       ext=self._object_ext,
                                       partition=Partition.of(entry.created),
-                                      record_id=entry.record_id)
+                                      record_id=entry.record_id,
+                                      fields=self.fields_of(entry))
         return Job([entry], key, entry.record_id)
 
     def batch_job(self, batch: Batch) -> Job:
         """The job that uploads one batch as an NDJSON object under a new unique key."""
         key = render_key(self._template, prefix=self._prefix, partition=batch.partition,
-                         ext=self._batch_ext, seq=next(self._batch_seq))
-        return Job(batch.entries, key, "")
+                         ext=self._batch_ext, seq=next(self._batch_seq), fields=batch.fields)
+        return Job(batch.entries, key, "", fields=batch.fields)

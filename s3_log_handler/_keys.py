@@ -20,6 +20,8 @@ S3_MAX_KEY_BYTES = 1024
 MAX_ID_CHARS = 128
 _HASH_CHARS = 16
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: A ``{field:path}`` placeholder of a key template (see :mod:`~s3_log_handler._fields`).
+FIELD = re.compile(r"\{field:([^{}]*)\}")
 _HOST = _UNSAFE.sub("-", socket.gethostname()) or "host"
 
 
@@ -73,13 +75,20 @@ def sanitize_id(raw: object) -> str:
     """
     if not isinstance(raw, str) or not raw:
         return generated_id()
+    return safe_segment(raw, MAX_ID_CHARS)
+
+
+def safe_segment(raw: str, max_chars: int, *, changed: bool = False) -> str:
+    """``raw`` (non-empty) as one key segment: ``[A-Za-z0-9._-]+``, not starting with ``.``
+    or ``_``, at most ``max_chars`` characters. When the text had to change (or ``changed``
+    says so), it ends in ``-`` and 16 hex digits of the original's SHA-256."""
     safe = _UNSAFE.sub("_", raw)
     if safe[0] in "._":
         safe = "id" + safe
-    if safe == raw and len(safe) <= MAX_ID_CHARS:
+    if safe == raw and len(safe) <= max_chars and not changed:
         return safe
     digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
-    return f"{safe[: MAX_ID_CHARS - _HASH_CHARS - 1]}-{digest}"
+    return f"{safe[: max_chars - _HASH_CHARS - 1]}-{digest}"
 
 
 def render_key(
@@ -90,27 +99,46 @@ def render_key(
     ext: str,
     record_id: str = "",
     seq: int = 0,
+    fields: tuple[str, ...] = (),
 ) -> str:
     """Fill ``template``'s placeholders and check the result fits S3's key limit.
 
-    Placeholders: prefix, year, month, day, hour, id, ext, uuid, host, pid, seq.
-    Raises ``ValueError`` if the key would exceed :data:`S3_MAX_KEY_BYTES`.
+    Placeholders: prefix, year, month, day, hour, id, ext, uuid, host, pid, seq, and
+    ``{field:path}``, filled from ``fields`` (already made safe, in the order of
+    :func:`template_fields`). Raises ``ValueError`` if the key would
+    exceed :data:`S3_MAX_KEY_BYTES`.
     """
     pid = os.getpid() if "{pid}" in template else 0
-    fields = {"id": record_id}
+    if fields:
+        template = _indexed(template)
+    values = {"id": record_id}
+    for i, value in enumerate(fields):
+        values[f"f{i}"] = value
     if "{uuid}" in template:
-        fields["uuid"] = uuid.uuid4().hex
+        values["uuid"] = uuid.uuid4().hex
     if "{seq}" in template:
-        fields["seq"] = f"{seq:08d}"
-    key = _fixed_part(template, prefix, partition, ext, pid).format_map(fields)
+        values["seq"] = f"{seq:08d}"
+    key = _fixed_part(template, prefix, partition, ext, pid).format_map(values)
     if len(key.encode("utf-8")) > S3_MAX_KEY_BYTES:
         msg = f"S3 key longer than {S3_MAX_KEY_BYTES} bytes: {key[:80]}..."
         raise ValueError(msg)
     return key
 
 
+def template_fields(template: str) -> tuple[str, ...]:
+    """The field paths ``template`` names, in order (a path named twice counts once)."""
+    return tuple(dict.fromkeys(FIELD.findall(template)))
+
+
+@functools.lru_cache(maxsize=64)
+def _indexed(template: str) -> str:
+    # {field:path} -> {f<i>}, i the path's place in template_fields(): what render_key fills.
+    order = {path: i for i, path in enumerate(template_fields(template))}
+    return FIELD.sub(lambda m: f"{{f{order[m.group(1)]}}}", template)
+
+
 class _PerRecordFields(dict[str, str]):
-    """Leaves the per-record placeholders (id, uuid, seq) in place for a second pass."""
+    """Leaves the per-record placeholders (id, uuid, seq, fields) in place for a second pass."""
 
     def __missing__(self, name: str) -> str:
         return "{" + name + "}"

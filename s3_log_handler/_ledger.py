@@ -69,7 +69,7 @@ class Ledger:
         only in the spool (``spooled``) or drop it (``queue_full``). Never raises for it."""
         with self._lock:
             if not self.closed:
-                entry.seq = self._pending.add()
+                entry.seq = self._pending.add(time.monotonic())
                 cost = entry.memory_cost
                 if self._has_room(cost) or self._make_room(cost):
                     self._counters.arrive(entry.source, QUEUED)
@@ -79,6 +79,9 @@ class Ledger:
                         # Only when a thread sleeps: notify() costs the caller even with
                         # no one to wake, and waking per record costs a GIL hand-off.
                         self.work.notify()
+                    cuts = self._jobs.take_cuts()
+                    if cuts:
+                        self._counters.add(**cuts)
                     return
                 if entry.ref is not None and self._spool is not None and (
                         self._when_full == "spool"):
@@ -103,6 +106,11 @@ class Ledger:
         """Add to the attempt counters (``failed``, ``bytes_sent``, ...)."""
         with self._lock:
             self._counters.add(**deltas)
+
+    def learn(self, job: Job, raw: int, compressed: int) -> None:
+        """How well ``job``'s body compressed, for batch sizing (no lock: a lost update
+        only delays the estimate)."""
+        self._jobs.learn(job, raw, compressed)
 
     # -- outcomes -------------------------------------------------------------------------
     def settle(self, entries: Sequence[Entry], outcome: str, reason: str | None = None) -> None:
@@ -158,6 +166,9 @@ class Ledger:
                 self.memory_bytes += entry.memory_cost
                 self._jobs.put(entry, now)
             self._jobs.cut_batches()  # a backlog is already late: no max_batch_age wait
+            cuts = self._jobs.take_cuts()
+            if cuts:
+                self._counters.add(**cuts)
             self.work.notify_all()
 
     # -- upload threads -------------------------------------------------------------------
@@ -240,6 +251,15 @@ class Ledger:
         """A consistent copy of every counter (see :mod:`s3_log_handler.counters`)."""
         with self._lock:
             return self._counters.snapshot()
+
+    def health(self) -> dict[str, Any]:
+        """:meth:`snapshot` plus ``oldest_queued_age``: seconds the oldest record admitted
+        here and still without an outcome (in memory or only on disk) has waited, 0.0 when
+        none has; one consistent reading, for the health metrics."""
+        with self._lock:
+            stats = self._counters.snapshot()
+            stats["oldest_queued_age"] = self._pending.oldest_age(time.monotonic())
+            return stats
 
     # -- internals (the lock is held) -----------------------------------------------------
     def _pop(self, now: float, *, ignore_pause: bool = False) -> Job | None:

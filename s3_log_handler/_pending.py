@@ -7,17 +7,27 @@ waiting in memory, the numbers of records spilled to disk (held only in the spoo
 and losses as runs too, so an outage that drops or spills a million records in a row costs
 one run, not a million entries. The oldest pending number only ever moves up (numbers are
 handed out in order), so finding it again costs O(1) amortised.
+
+For the health metric ``oldest_queued_age``, admission times are kept as sparse marks
+``(number, time)``, at most one per :data:`MARK_EVERY` seconds and only back to the oldest
+pending record, so the age of that record is known to within ``MARK_EVERY`` (never
+under-stated) at O(1) amortised cost and bounded memory.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 
 from ._runs import IndexRuns
 
 #: Runs of losses kept for flushes that have not reported them yet; past it the newest runs
 #: are forgotten (only a flush covering more than this many separate runs could miss one).
 _MAX_RUNS = 100_000
+#: Seconds between two admission-time marks: the precision of ``oldest_age``.
+MARK_EVERY = 0.1
+#: Most marks kept; past it every other mark is dropped (the age stays an upper bound).
+_MAX_MARKS = 4096
 
 
 class PendingRecords:
@@ -41,15 +51,63 @@ class PendingRecords:
         self._lasts: list[int] = []
         self._flushes = 0
         self.reported_upto = -1
+        #: ``(number, monotonic time)`` of admissions, sparse; see the module docstring.
+        self._marks: deque[tuple[int, float]] = deque()
 
-    def add(self) -> int:
-        """Number a new record; it is pending until :meth:`settle` is called with its number."""
+    def add(self, now: float | None = None) -> int:
+        """Number a new record; it is pending until :meth:`settle` is called with its number.
+
+        ``now`` (monotonic seconds) is when it was admitted, for :meth:`oldest_age`."""
         seq = self._next
         self._next += 1
         if not self._pending:
             self._oldest = seq  # skip the settled numbers before it at once
+            if not self._spilled:
+                self._marks.clear()  # nothing older waits
         self._pending.add(seq)
+        if now is not None:
+            marks = self._marks
+            if not marks or now - marks[-1][1] >= MARK_EVERY:
+                marks.append((seq, now))
+                if len(marks) > _MAX_MARKS:
+                    self._trim_marks()
         return seq
+
+    def oldest_age(self, now: float) -> float:
+        """Seconds (to within :data:`MARK_EVERY`, never less) since the oldest record still
+        pending, in memory or spilled, was admitted; 0.0 when none is. Records added without
+        a time (recovered from another owner, refused at emit) are not seen."""
+        oldest = self._trim_marks()
+        if oldest is None or not self._marks:
+            return 0.0
+        return max(0.0, now - self._marks[0][1])
+
+    def _oldest_pending(self) -> int | None:
+        oldest: int | None = None
+        if self._pending:
+            while self._oldest not in self._pending:
+                self._oldest += 1
+            oldest = self._oldest
+        first_spilled = self._spilled.first
+        if first_spilled is not None and (oldest is None or first_spilled < oldest):
+            oldest = first_spilled
+        return oldest
+
+    def _trim_marks(self) -> int | None:
+        """Forget the marks older than the one covering the oldest pending record (returned),
+        then, if still too many, every other one (the first stays: an upper bound)."""
+        oldest = self._oldest_pending()
+        marks = self._marks
+        if oldest is None:
+            marks.clear()
+            return None
+        while len(marks) > 1 and marks[1][0] <= oldest:
+            marks.popleft()
+        if len(marks) > _MAX_MARKS // 2:
+            kept = list(marks)[::2]
+            marks.clear()
+            marks.extend(kept)
+        return oldest
 
     @property
     def newest(self) -> int:

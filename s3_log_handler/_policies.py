@@ -33,18 +33,24 @@ class QueuePolicy:
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
     """When a batch becomes an object: ``max_records`` records, ``max_bytes`` uncompressed
-    bytes, or its first record ``max_age`` seconds old; ``hourly`` partitions by hour."""
+    bytes, or its first record ``max_age`` seconds old; ``hourly`` partitions by hour;
+    ``target_bytes`` of estimated compressed size; ``max_open`` open batches at most; open
+    batches holding ``memory_bytes`` (half of ``max_queue_bytes``) cut the largest."""
 
     max_records: int
     max_bytes: int
     max_age: float
     hourly: bool
+    target_bytes: int = 1 << 62
+    max_open: int = 100
+    memory_bytes: int = 1 << 62
 
     @classmethod
     def of(cls, c: HandlerConfig) -> BatchPolicy:
         """The batch policy of settings ``c``."""
         return cls(c.max_batch_records, c.max_batch_bytes, c.max_batch_age,
-                   "{hour}" in c.key_template)
+                   "{hour}" in c.key_template, c.target_object_bytes, c.max_open_partitions,
+                   c.max_queue_bytes // 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PutPolicy:
-    """What every ``PutObject`` carries, and what failure hints name."""
+    """What every ``PutObject`` carries, and what failure hints and the start-up line name."""
 
     bucket: str
     prefix: str
@@ -77,6 +83,7 @@ class PutPolicy:
     expected_bucket_owner: str | None = None
     storage_class: str | None = None
     acl: str | None = None
+    mode: str = "object"
 
     @classmethod
     def of(cls, c: HandlerConfig) -> PutPolicy:
@@ -84,7 +91,7 @@ class PutPolicy:
         return cls(c.bucket or "", c.prefix,
                    "application/x-ndjson" if c.mode == "batch" else "application/json",
                    c.checksum_algorithm, c.sse, c.sse_kms_key_id, c.expected_bucket_owner,
-                   c.storage_class, c.acl)
+                   c.storage_class, c.acl, c.mode)
 
     def static_args(self) -> dict[str, Any]:
         """The ``put_object`` arguments that are the same for every object."""

@@ -47,6 +47,9 @@ class Entry:
     #: The dead letter this record was re-emitted from (``replay --dead-letters``): if it is
     #: dead-lettered again, that letter is updated instead of a copy written.
     letter: str | None = None
+    #: The record's ``{field:...}`` partition values (made safe), read at emit time; ``None``
+    #: for a record recovered from a spool (read again from ``body`` when needed).
+    fields: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:

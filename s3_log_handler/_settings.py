@@ -26,6 +26,7 @@ from ._checks import (
     seconds,
     text,
 )
+from ._fields import is_field_path
 
 Mode = Literal["object", "batch"]
 WhenFull = Literal["spool", "drop", "block"]
@@ -38,6 +39,13 @@ MIB = 1024 * 1024
 #: A single PUT may carry 5 GiB; we cap one record far lower so one bad payload cannot hog memory.
 DEFAULT_MAX_RECORD_BYTES = 5 * MIB
 DEFAULT_MAX_QUEUE_BYTES = 64 * MIB
+#: Batch mode holds an object's records in memory until it is cut: room for objects of tens
+#: of MB compressed (see ``target_object_bytes``).
+DEFAULT_BATCH_MAX_QUEUE_BYTES = 256 * MIB
+#: Compressed size a batch object is cut at. Athena reads files of tens of MB or more best
+#: ("Top 10 performance tuning tips for Amazon Athena": avoid files under 128 MB where one
+#: can); 16 MiB of gzip is ~90 MB of JSON, as much as memory allows by default.
+DEFAULT_TARGET_OBJECT_BYTES = 16 * MIB
 #: Disk the spool's segments may fill during an outage; past it ``when_full`` decides.
 DEFAULT_MAX_SPOOL_BYTES = 1024 * MIB
 #: Disk the dead letters may fill (besides at most 10,000 letters).
@@ -45,6 +53,7 @@ DEFAULT_MAX_DEAD_LETTER_BYTES = 64 * MIB
 
 #: What :func:`~s3_log_handler._keys.render_key` fills in.
 _PLACEHOLDERS = ("prefix", "year", "month", "day", "hour", "id", "ext", "uuid", "host", "pid",
+                 "field",
                  "seq")
 @dataclass(frozen=True, slots=True)
 class HandlerConfig:
@@ -67,9 +76,14 @@ class HandlerConfig:
     close_timeout: float = 5.0
     compression: str = "gzip"
     compress_level: int | None = None
-    max_batch_records: int = 10_000
-    max_batch_bytes: int = 8 * MIB
+    max_batch_records: int = 1_000_000
+    max_batch_bytes: int = 128 * MIB
     max_batch_age: float = 60.0
+    target_object_bytes: int = DEFAULT_TARGET_OBJECT_BYTES
+    max_open_partitions: int = 100
+    #: A payload field (dotted path) holding the record's time for its partition (ISO 8601
+    #: or epoch seconds/ms); ``record.created`` when unset, absent or unparsable.
+    time_field: str | None = None
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     when_full: WhenFull = "drop"
@@ -138,8 +152,9 @@ class HandlerConfig:
             values["bucket"] = text("bucket", from_env) if from_env else None
         if "region_name" not in values and not environ.get("AWS_DEFAULT_REGION"):
             values["region_name"] = environ.get("AWS_REGION") or None
-        if "key_template" not in values and values.get("mode") == "batch":
-            values["key_template"] = BATCH_KEY_TEMPLATE
+        if values.get("mode") == "batch":
+            values.setdefault("key_template", BATCH_KEY_TEMPLATE)
+            values.setdefault("max_queue_bytes", DEFAULT_BATCH_MAX_QUEUE_BYTES)
         if "when_full" not in values and values.get("spool_dir"):
             values["when_full"] = "spool"
         if "compress_level" in values:
@@ -168,9 +183,20 @@ class HandlerConfig:
             raise ValueError(msg)
         template = self.key_template
         try:
-            names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            parsed = [(f, spec) for _, f, spec, _ in string.Formatter().parse(template)
+                      if f is not None]
         except ValueError:  # a lone { or }
-            names = {"{"}
+            parsed = [("{", "")]
+        names = {f for f, _ in parsed}
+        paths = [spec or "" for f, spec in parsed if f == "field"]
+        if not all(map(is_field_path, paths)):
+            msg = bad("key_template", "{field:path} placeholders with a dotted field path "
+                       "(e.g. {field:event_type} or {field:signals.tier})", template)
+            raise ValueError(msg)
+        if self.time_field is not None and not is_field_path(self.time_field):
+            msg = bad("time_field", "a payload field name or dotted path (e.g. end_time)",
+                       self.time_field)
+            raise ValueError(msg)
         if not names.issubset(_PLACEHOLDERS):
             accepted = "a template using only " + ", ".join(f"{{{n}}}" for n in _PLACEHOLDERS)
             msg = bad("key_template", accepted, template)

@@ -12,9 +12,12 @@ import logging
 import time
 from collections.abc import Mapping
 
+import orjson
+
 from ._diagnostics import Reports
 from ._encode import EncodeError, json_line
-from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id
+from ._fields import MAX_VALUE_CHARS, FieldReader
+from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id, template_fields
 from ._ledger import Ledger
 from ._records import DEAD_LETTERED, Entry
 from ._redact import Redactor
@@ -31,8 +34,9 @@ def check_key_template(config: HandlerConfig, suffix: str) -> None:
     """Raise ``ValueError`` when ``config``'s keys can exceed S3's 1,024-byte limit (with the
     longest id a record can have), so that fails at start-up rather than per record."""
     ext = (".ndjson" if config.mode == "batch" else ".json") + suffix
+    longest = ("x" * MAX_VALUE_CHARS,) * len(template_fields(config.key_template))
     render_key(config.key_template, prefix=config.prefix, ext=ext, partition=Partition.of(0),
-               record_id="x" * MAX_ID_CHARS)
+               record_id="x" * MAX_ID_CHARS, fields=longest)
 
 
 class Snapshotter:
@@ -51,6 +55,8 @@ class Snapshotter:
         # A key that depends only on the record (time, id) is made on the upload thread.
         self._key_at_emit = config.mode == "object" and any(
             part in self._template for part in _PER_PROCESS)
+        reader = FieldReader(self._template, config.time_field)
+        self._fields = reader if reader.active else None
 
     def take_redacted(self, record: logging.LogRecord, payload: object,
                       redactor: Redactor, letter: str | None = None) -> Entry | None:
@@ -78,23 +84,27 @@ class Snapshotter:
         record_id = sanitize_id(payload.get(self._id_field) if type(payload) is dict
                                 else _payload_id(payload, self._id_field))
         created = record.created
+        try:
+            line = json_line(payload)
+        except EncodeError:
+            body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
+            self._ledger.settle([Entry(body, _valid_time(created, self._ledger), record_id,
+                                       None, letter=letter)], DEAD_LETTERED, "encode_error")
+            raise
+        if line.fallbacks:
+            self._ledger.add(fallbacks=line.fallbacks)
+        body = line.body
+        fields = None
+        if self._fields is not None and body[0] == 0x7B:  # "{": else dead-lettered below
+            created, fields = self._read_fields(payload, body, created)
         if not _EARLIEST <= created < _LATEST:  # NaN too: a filter may have set anything
             created = _valid_time(created, self._ledger)
         key = None
         if self._key_at_emit:
             key = render_key(self._template, prefix=self._prefix, ext=self._ext,
-                             partition=Partition.of(created), record_id=record_id)
-        try:
-            line = json_line(payload)
-        except EncodeError:
-            body = _safe_repr(payload)[:4096].encode("utf-8", "replace")
-            self._ledger.settle([Entry(body, created, record_id, key, letter=letter)],
-                                DEAD_LETTERED, "encode_error")
-            raise
-        if line.fallbacks:
-            self._ledger.add(fallbacks=line.fallbacks)
-        body = line.body
-        entry = Entry(body, created, record_id, key, letter=letter)
+                             partition=Partition.of(created), record_id=record_id,
+                             fields=fields or ())
+        entry = Entry(body, created, record_id, key, letter=letter, fields=fields)
         if body[0] != 0x7B:  # "{"
             self._ledger.settle([entry], DEAD_LETTERED, "not_an_object")
             self._reports.report(f"not_an_object-{record.name}", logging.WARNING,
@@ -109,6 +119,25 @@ class Snapshotter:
                                  "dead-lettered", record_id, len(body), self._max_bytes)
             return None
         return entry
+
+
+    def _read_fields(self, payload: object, body: bytes, created: float) -> tuple[
+            float, tuple[str, ...]]:
+        """The record's time (``time_field``, else ``created``) and partition values; each
+        fallback (a default partition value, a missing or unparsable time) is counted."""
+        reader = self._fields
+        assert reader is not None
+        data = payload if type(payload) is dict else orjson.loads(body)
+        fields, defaults = reader.values(data)
+        if defaults:
+            self._ledger.add(field_defaults=defaults)
+        if reader.time_field is not None:
+            when = reader.time(data)
+            if when is None or not _EARLIEST <= when < _LATEST:
+                self._ledger.add(time_fallbacks=1)
+            else:
+                created = when
+        return created, fields
 
 
 def _valid_time(created: float, ledger: Ledger) -> float:

@@ -17,6 +17,7 @@ from ._diagnostics import Reports, mark_internal_thread
 from ._encode import Codec
 from ._jobs import Job
 from ._ledger import Ledger
+from ._oplines import uploaded
 from ._policies import RetryPolicy
 from ._records import DEAD_LETTERED, DELIVERED, DROPPED, SpoolRef
 from ._spool import Spool
@@ -99,7 +100,9 @@ class Uploaders:
         refs = [e.ref for e in job.entries if e.ref is not None]
         try:
             if job.body is None:
-                job.body = self._codec.compress(b"".join(e.body for e in job.entries))
+                raw = b"".join(e.body for e in job.entries)
+                job.body = self._codec.compress(raw)
+                self._ledger.learn(job, len(raw), len(job.body))
         except Exception as exc:
             self._failed(job, refs, None, exc)
             return
@@ -108,6 +111,7 @@ class Uploaders:
         if failure is None:
             self._ledger.settle(job.entries, DELIVERED)
             self._ledger.add(bytes_sent=len(job.body), objects_sent=1)
+            uploaded(self._target, job.key, len(job.entries), len(job.body))
             self._backoff.reset()
             self._reports.recovered("upload", f"S3 uploads to {self._target}")
             return

@@ -20,6 +20,10 @@ from typing import Any
 OUTCOMES = ("ignored", "delivered", "queued", "spooled", "dropped", "dead_lettered")
 SOURCES = ("emitted", "recovered")
 ATTEMPTS = ("failed", "bytes_sent", "objects_sent", "fallbacks", "retries")
+#: How records were placed (not outcomes): a ``{field:...}`` value that fell back to the
+#: default partition, a ``time_field`` that fell back to the log time, and batches cut
+#: before their size or age because ``max_open_partitions`` or memory asked for it.
+PLACEMENT = ("field_defaults", "time_fallbacks", "partition_cuts", "memory_cuts")
 
 
 class Counters:
@@ -34,7 +38,7 @@ class Counters:
 
     def reset(self) -> None:
         """Start from zero (a forked child counts only its own records)."""
-        self._values: dict[str, int] = dict.fromkeys(SOURCES + OUTCOMES + ATTEMPTS, 0)
+        self._values: dict[str, int] = dict.fromkeys(SOURCES + OUTCOMES + ATTEMPTS + PLACEMENT, 0)
         self._reasons: dict[str, Counter[str]] = {"dropped": Counter(), "dead_lettered": Counter()}
 
     def add(self, **deltas: int) -> None:

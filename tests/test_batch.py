@@ -34,9 +34,9 @@ class TestCountTrigger:
     def test_batch_is_returned_exactly_when_it_reaches_max_records(self) -> None:
         """The Nth record closes the batch; the ones before it return nothing."""
         acc = accumulator(max_records=3)
-        assert acc.add(entry(name="a"), now=0) is None
-        assert acc.add(entry(name="b"), now=0) is None
-        full = acc.add(entry(name="c"), now=0)
+        assert acc.add(entry(name="a"), now=0) == []
+        assert acc.add(entry(name="b"), now=0) == []
+        [full] = acc.add(entry(name="c"), now=0)
         assert full is not None
         assert names(full) == ["a", "b", "c"]
         assert len(acc) == 0
@@ -46,7 +46,7 @@ class TestCountTrigger:
         acc = accumulator(max_records=2)
         acc.add(entry(name="a"), now=0)
         acc.add(entry(name="b"), now=0)
-        assert acc.add(entry(name="c"), now=5) is None
+        assert acc.add(entry(name="c"), now=5) == []
         [rest] = acc.drain()
         assert names(rest) == ["c"]
         assert rest.opened_at == 5
@@ -54,8 +54,8 @@ class TestCountTrigger:
     def test_max_records_of_one_makes_every_record_its_own_batch(self) -> None:
         """With max_records=1 each add returns a one-record batch."""
         acc = accumulator(max_records=1)
-        batches = [acc.add(entry(name=str(i)), now=0) for i in range(3)]
-        assert [names(b) for b in batches if b is not None] == [["0"], ["1"], ["2"]]
+        batches = [b for i in range(3) for b in acc.add(entry(name=str(i)), now=0)]
+        assert [names(b) for b in batches] == [["0"], ["1"], ["2"]]
 
 
 class TestBytesTrigger:
@@ -63,22 +63,22 @@ class TestBytesTrigger:
         """Bodies are summed; the record that reaches max_bytes is the batch's last."""
         acc = accumulator(max_bytes=100)
         for i in range(3):
-            assert acc.add(entry(size=30, name=f"r{i}"), now=0) is None
-        full = acc.add(entry(size=30, name="r3"), now=0)
+            assert acc.add(entry(size=30, name=f"r{i}"), now=0) == []
+        [full] = acc.add(entry(size=30, name="r3"), now=0)
         assert full is not None
         assert (len(full.entries), full.size) == (4, 120)
 
     def test_exact_fill_closes_the_batch(self) -> None:
         """A batch of exactly max_bytes is full."""
         acc = accumulator(max_bytes=60)
-        assert acc.add(entry(size=30), now=0) is None
-        full = acc.add(entry(size=30), now=0)
+        assert acc.add(entry(size=30), now=0) == []
+        [full] = acc.add(entry(size=30), now=0)
         assert full is not None and full.size == 60
 
     def test_one_record_larger_than_max_bytes_ships_alone(self) -> None:
         """An oversized record is not held back: it becomes a batch on its own."""
         acc = accumulator(max_bytes=50)
-        full = acc.add(entry(size=500), now=0)
+        [full] = acc.add(entry(size=500), now=0)
         assert full is not None and len(full.entries) == 1
         assert len(acc) == 0
 
@@ -166,7 +166,7 @@ class TestPartitions:
         acc.add(entry(MIDNIGHT + 1, name="t0"), now=0)
         acc.add(entry(MIDNIGHT + 2, name="t1"), now=0)
         acc.add(entry(MIDNIGHT - 2, name="y1"), now=0)
-        full = acc.add(entry(MIDNIGHT + 3, name="t2"), now=0)
+        [full] = acc.add(entry(MIDNIGHT + 3, name="t2"), now=0)
         assert full is not None
         assert names(full) == ["t0", "t1", "t2"]
         [left] = acc.drain()
@@ -175,9 +175,9 @@ class TestPartitions:
     def test_bytes_trigger_applies_per_partition(self) -> None:
         """Each partition's byte total is its own."""
         acc = accumulator(max_bytes=100)
-        assert acc.add(entry(MIDNIGHT - 1, size=60), now=0) is None
-        assert acc.add(entry(MIDNIGHT + 1, size=60), now=0) is None
-        full = acc.add(entry(MIDNIGHT + 2, size=60), now=0)
+        assert acc.add(entry(MIDNIGHT - 1, size=60), now=0) == []
+        assert acc.add(entry(MIDNIGHT + 1, size=60), now=0) == []
+        [full] = acc.add(entry(MIDNIGHT + 2, size=60), now=0)
         assert full is not None and full.partition.day == "01"
 
 

@@ -181,12 +181,14 @@ def dict_configure(**options: object) -> S3Handler:
 
 
 _INTEGER_SETTINGS = ("workers", "max_batch_records", "max_batch_bytes", "max_record_bytes",
-                     "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes")
+                     "max_queue_bytes", "max_spool_bytes", "max_dead_letter_bytes",
+                     "target_object_bytes", "max_open_partitions")
 _SECONDS_SETTINGS = ("close_timeout", "max_batch_age", "block_timeout", "retry_base",
                      "retry_cap", "config_error_retry", "metrics_interval")
 _STRING_SETTINGS = ("bucket", "prefix", "attribute", "id_field", "key_template", "region_name",
                     "endpoint_url", "profile_name", "spool_dir", "sse_kms_key_id",
-                    "expected_bucket_owner", "storage_class", "acl", "spool_hmac_key")
+                    "expected_bucket_owner", "storage_class", "acl", "spool_hmac_key",
+                    "time_field")
 _ENUM_SETTINGS = ("mode", "when_full", "spool_fsync", "compression", "sse", "checksum_algorithm")
 
 #: (setting, a value that cannot work, the exception it must raise).
@@ -202,6 +204,9 @@ INVALID: list[tuple[str, object, type[Exception]]] = [
     *[(name, 0, ValueError) for name in ("max_batch_age", "retry_base", "retry_cap",
                                           "config_error_retry")],
     ("retry_cap", 0.1, ValueError),  # below the default retry_base (0.5)
+    ("time_field", "end_time.", ValueError),  # not a dotted path
+    ("key_template", "{prefix}/t={field}/{id}{ext}", ValueError),  # a field without a path
+    ("key_template", "{prefix}/t={field:a..b}/{id}{ext}", ValueError),
     ("compress_level", 42, ValueError),  # gzip takes 0..9
     ("compress_level", -1, ValueError),
     ("compress_level", 2.5, ValueError),
