@@ -1,4 +1,4 @@
-"""The ``s3-log-handler`` command: demo, athena-ddl, iam-policy, replay."""
+"""The ``s3-log-handler`` command: demo, athena-ddl, iam-policy, inspect, snowflake-ddl, replay."""
 
 from __future__ import annotations
 
