@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from ._diagnostics import scrub
+from ._oplines import export_enabled
 from ._policies import ClientPolicy, PutPolicy
 
 
@@ -159,10 +160,14 @@ class S3Uploader:
         self._client = None
 
     def client(self) -> Any:
-        """The boto3 S3 client, created once per process (see :func:`make_client`)."""
+        """The boto3 S3 client, created once per process (see :func:`make_client`); its
+        creation logs the INFO line ``S3 export enabled: ...`` (:mod:`_oplines`)."""
         with self._lock:
             if self._client is None:
                 self._client = make_client(self._client_policy)
+                put = self._put
+                export_enabled(put.bucket, put.prefix, put.mode, self._client,
+                               self._client_policy.region_name)
             return self._client
 
     def put(self, key: str, body: bytes, *, content_encoding: str | None, record_id: str) -> (
