@@ -26,6 +26,7 @@ def cloudwatch_handler(log_group_name: str | None = None, log_stream_name: str |
                        profile_name: str | None = None, create_log_group: bool = True,
                        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
                        environ: Mapping[str, str] | None = None,
+                       warn_if_disabled: bool = True,
                        **options: Any) -> logging.Handler:
     """A ``watchtower.CloudWatchLogHandler`` for ``log_group_name``, for dictConfig's ``()``.
 
@@ -47,12 +48,15 @@ def cloudwatch_handler(log_group_name: str | None = None, log_stream_name: str |
     and the S3 side carries on. It never raises for an unavailable CloudWatch; it does raise
     ``TypeError`` for an option watchtower does not know (a typo in ``logging.yaml``).
     ``environ`` stands in for ``os.environ`` in the two fallbacks above.
+    ``warn_if_disabled=False`` drops that warning: for a second handler on the same log
+    group (the health metrics' in ``logging.yaml``), whose first handler already said why.
     """
     env = os.environ if environ is None else environ
     group = log_group_name or env.get("ANALYTICS_LOG_GROUP") or None
     if group is None:
-        logger.warning("CloudWatch Logs export disabled: no log group configured "
-                       "(set ANALYTICS_LOG_GROUP); analytics records still go to S3")
+        if warn_if_disabled:
+            logger.warning("CloudWatch Logs export disabled: no log group configured "
+                           "(set ANALYTICS_LOG_GROUP); analytics records still go to S3")
         return logging.NullHandler()
     if not region_name and not env.get("AWS_DEFAULT_REGION"):
         region_name = env.get("AWS_REGION") or None
@@ -74,6 +78,8 @@ def cloudwatch_handler(log_group_name: str | None = None, log_stream_name: str |
             boto3_client=client, create_log_group=False, **options)
         _ensure_log_stream(probe, handler, group)
     except (BotoCoreError, ClientError) as exc:
+        if not warn_if_disabled:
+            return logging.NullHandler()
         logger.warning("CloudWatch Logs export disabled: cannot use log group %r at start-up "
                        "(%s: %s); analytics records still go to S3", group,
                        type(exc).__name__, scrub(str(exc)))

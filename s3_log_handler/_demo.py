@@ -111,6 +111,11 @@ def _run(sessions: int, real: bool) -> int:
             handler.flush()
         handler.close()
         analytics_logger.removeHandler(handler)
+    metrics = logging.getLogger("s3_log_handler.metrics")
+    for handler in list(metrics.handlers):  # the S3 handler's last health line, sent now
+        handler.flush()
+        handler.close()
+        metrics.removeHandler(handler)
     drained = time.perf_counter() - drain_started
 
     expected = [json_line(p).body for p in payloads]

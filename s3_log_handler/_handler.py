@@ -67,6 +67,8 @@ class S3Handler(logging.Handler):
       ``max_queue_bytes=64 MiB``, ``when_full="spool"|"drop"|"block"``, ``block_timeout=1``.
     * ``sse``, ``sse_kms_key_id``, ``expected_bucket_owner``, ``storage_class``,
       ``checksum_algorithm="CRC32"``, ``acl``; ``redact_fields``, ``hash_fields``.
+    * ``metrics_interval`` -- seconds between health-metric lines (CloudWatch EMF, on the
+      ``s3_log_handler.metrics`` logger); default ``None``: none.
 
     Raises ``ValueError``/``TypeError`` at construction for invalid or unknown arguments.
     """
@@ -94,12 +96,9 @@ class S3Handler(logging.Handler):
         self._uploader = S3Uploader(PutPolicy.of(c), ClientPolicy.of(c))
         self._uploaders = Uploaders(c.workers, self._ledger, self._uploader, codec, self._spool,
                                     RetryPolicy.of(c), self._reports, f"s3://{c.bucket}")
-        self._keeper = (None if self._spool is None else Keeper(
-            self._ledger, self._spool, self._reports, refill_bytes=c.max_queue_bytes // 2,
-            on_work=self._uploaders.ensure_running))
-        if self._keeper is not None:
-            self._keeper.run_once()  # what earlier processes left counts from the start
-            self._keeper.start()
+        # Spool housekeeping and health metrics; None when there is neither.
+        self._keeper = Keeper.for_handler(c, self._ledger, self._spool, self._reports,
+                                          on_work=self._uploaders.ensure_running)
         _LIVE_HANDLERS.add(self)
 
     def _job_queue(self) -> JobQueue:

@@ -43,10 +43,12 @@ class Sinks:
         return read_objects(self.s3, self.bucket, "sessions/")
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event in the group: its message parsed, plus CloudWatch's @timestamp."""
+        """Every analytics event in the group: its message parsed, plus CloudWatch's
+        @timestamp (not the S3 handler's health metrics, on their own stream)."""
         pages = self.logs.get_paginator("filter_log_events").paginate(logGroupName=self.group)
         return [{**orjson.loads(e["message"]), "@timestamp": e["timestamp"]}
-                for page in pages for e in page["events"]]
+                for page in pages for e in page["events"]
+                if not e["logStreamName"].endswith("-metrics")]
 
 
 @pytest.fixture

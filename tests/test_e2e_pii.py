@@ -144,7 +144,8 @@ class Sinks:
 
     def events(self) -> list[dict[str, Any]]:
         pages = self.logs.get_paginator("filter_log_events").paginate(logGroupName=self.group)
-        return [orjson.loads(e["message"]) for page in pages for e in page["events"]]
+        return [orjson.loads(e["message"]) for page in pages for e in page["events"]
+                if not e["logStreamName"].endswith("-metrics")]  # not the health metrics
 
     def raw_events(self) -> list[str]:
         pages = self.logs.get_paginator("filter_log_events").paginate(logGroupName=self.group)
