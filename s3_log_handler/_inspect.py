@@ -84,8 +84,8 @@ def inspect_prefix(client: Any, bucket: str, prefix: str, *, days: int | None = 
     """List ``s3://bucket/prefix/``, check every key, read a sample of ``sample`` objects.
 
     ``days`` keeps only partitions dated within the last ``days`` UTC days (today included)
-    in the per-partition counts and the sample; keys outside any partition are checked
-    whatever ``days`` says. Storage cost always counts everything stored under the prefix.
+    in the per-partition counts and the sample. The key checks (hidden, outside any
+    partition) cover every listed object whatever ``days`` says, as does the storage cost.
     """
     report = Report(bucket, prefix, days)
     since = None
@@ -135,8 +135,8 @@ def render_text(report: Report) -> str:
     lines += ["", "estimated monthly cost (S3 Standard us-east-1 list prices: "
               f"${PRICE_PER_GB_MONTH} per GB-month, ${PRICE_PER_1000_PUTS} per 1,000 PUTs; "
               "estimates, not a bill):",
-              f"  storage  ${est['storage_usd_per_month']:.4f} for what is stored now",
-              f"  PUTs     ${est['put_usd_per_month']:.4f} for ~{est['puts_per_month']} PUTs "
+              f"  storage  {_usd(est['storage_usd_per_month'])} for what is stored now",
+              f"  PUTs     {_usd(est['put_usd_per_month'])} for ~{est['puts_per_month']} PUTs "
               f"({est['put_rate_basis']})", "",
               f"sample: {len(report.sampled)} object(s) checked"]
     lines += [f"  not checked: {s['key']}: {s['reason']}" for s in report.skipped]
@@ -192,3 +192,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def _flag(key: str, flag: str, detail: str) -> dict[str, str]:
     return {"key": key, "flag": flag, "detail": detail}
+
+
+def _usd(amount: float) -> str:
+    return "<$0.0001" if 0 < amount < 0.0001 else f"${amount:.4f}"

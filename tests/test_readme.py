@@ -147,8 +147,11 @@ def scratch_env(tmp_path: Path, moto_endpoint: str, bucket: str) -> dict[str, st
 
 
 def run_python(block: Block, source: str, env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", source], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT, check=False)
+    try:
+        done = subprocess.run([sys.executable, "-c", source], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{block.where()} did not finish within {TIMEOUT} s")
     if done.returncode != 0:
         pytest.fail(f"{block.where()} exited {done.returncode}:\n{done.stderr[-3000:]}")
 
@@ -182,9 +185,12 @@ def check_yaml(block: Block, env: dict[str, str], cwd: Path) -> None:
 def run_console(block: Block, env: dict[str, str], cwd: Path) -> None:
     executable = Path(sys.executable).parent / "s3-log-handler"
     for argv, expected in commands(block):
-        done = subprocess.run([str(executable), *argv], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=TIMEOUT, check=False)
         shown = f"{block.where()}: $ s3-log-handler {shlex.join(argv)}"
+        try:
+            done = subprocess.run([str(executable), *argv], cwd=cwd, env=env,
+                                  capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{shown} did not finish within {TIMEOUT} s")
         if done.returncode != 0:
             pytest.fail(f"{shown} exited {done.returncode}:\n{done.stderr}")
         want, got = trimmed(expected), trimmed(done.stdout.splitlines())
