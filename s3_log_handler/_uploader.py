@@ -163,12 +163,12 @@ class S3Uploader:
         """The boto3 S3 client, created once per process (see :func:`make_client`); its
         creation logs the INFO line ``S3 export enabled: ...`` (:mod:`_oplines`)."""
         with self._lock:
-            if self._client is None:
-                self._client = make_client(self._client_policy)
-                put = self._put
-                export_enabled(put.bucket, put.prefix, put.mode, self._client,
-                               self._client_policy.region_name)
-            return self._client
+            if self._client is not None:
+                return self._client
+            self._client = client = make_client(self._client_policy)
+        put = self._put  # logged outside the lock: other upload threads wait for the client
+        export_enabled(put.bucket, put.prefix, put.mode, client, self._client_policy.region_name)
+        return client
 
     def put(self, key: str, body: bytes, *, content_encoding: str | None, record_id: str) -> (
         UploadFailure | None
