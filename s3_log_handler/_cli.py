@@ -1,4 +1,5 @@
-"""The ``s3-log-handler`` command: demo, athena-ddl, iam-policy, inspect, snowflake-ddl, replay."""
+"""The ``s3-log-handler`` command: demo, athena-ddl, iam-policy, inspect, snowflake-ddl, replay,
+compact."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import date
 
+from ._compact_cli import add_compact_arguments, run_compact
 from ._inspect import add_inspect_arguments, run_inspect
 from ._replay_options import add_replay_arguments, replay_settings
 
@@ -28,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     ddl.add_argument("--database", default=None)
     ddl.add_argument("--mode", choices=("object", "batch"), default="object")
     ddl.add_argument("--sample", default=None, help="a JSON payload file to infer columns from")
+    ddl.add_argument("--compact-sql", action="store_true",
+                     help="print the INSERT INTO that compacts --date into --parquet-table")
+    ddl.add_argument("--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+    ddl.add_argument("--parquet-table", default=None, help="default: TABLE_parquet")
 
     iam = sub.add_parser("iam-policy", help="print the least-privilege IAM policy as JSON")
     iam.add_argument("--bucket", required=True)
@@ -35,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     iam.add_argument("--kms-key", default=None)
     iam.add_argument("--reader", action="store_true",
                      help="the read-only policy `inspect` needs instead (List + Get)")
+    iam.add_argument("--compactor", action="store_true",
+                     help="the policy `compact` needs instead (--dest-prefix as in compact)")
+    iam.add_argument("--dest-prefix", default=None)
 
     inspect = sub.add_parser("inspect", help="partitions, cost estimate and red flags of a "
                                              "prefix (read-only; exit 1 on a red flag)")
@@ -54,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                                         "handler's settings (--config, or the flags below; "
                                         "flags win), and print the counts as JSON.")
     add_replay_arguments(replay)
+
+    compact = sub.add_parser("compact", help="rewrite a day's small objects as a few large "
+                                             "Parquet/NDJSON objects; print counts and costs")
+    add_compact_arguments(compact)
     return parser
 
 
@@ -64,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         return run_demo(sessions=args.sessions, real=args.real)
+    if args.command == "athena-ddl" and args.compact_sql:
+        return _print_compact_sql(args)
     if args.command == "athena-ddl":
         from ._athena import athena_ddl
 
@@ -76,11 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(ddl)
         return 0
     if args.command == "iam-policy":
-        from ._iam import iam_policy, reader_policy
+        from ._iam import compactor_policy, iam_policy, reader_policy
 
         try:
             make = reader_policy if args.reader else iam_policy
-            policy = make(bucket=args.bucket, prefix=args.prefix, kms_key=args.kms_key)
+            policy = (compactor_policy(args.bucket, args.prefix, args.dest_prefix, args.kms_key)
+                      if args.compactor else
+                      make(bucket=args.bucket, prefix=args.prefix, kms_key=args.kms_key))
         except ValueError as exc:
             print(f"s3-log-handler iam-policy: {exc}", file=sys.stderr)
             return 2
@@ -88,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "inspect":
         return run_inspect(args)
+    if args.command == "compact":
+        return run_compact(args)
     if args.command == "snowflake-ddl":
         from ._snowflake import snowflake_ddl
 
@@ -110,6 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(json.dumps(stats, indent=2, sort_keys=True))
     return 0 if stats["queued"] == 0 and stats["spooled"] == 0 else 1
+
+
+def _print_compact_sql(args: argparse.Namespace) -> int:
+    from ._compact_sql import compact_sql
+
+    try:
+        if args.date is None:
+            msg = "--compact-sql needs --date YYYY-MM-DD"
+            raise ValueError(msg)
+        sql = compact_sql(args.date, table=args.table, parquet_table=args.parquet_table,
+                          database=args.database, sample=args.sample)
+    except ValueError as exc:
+        print(f"s3-log-handler athena-ddl: {exc}", file=sys.stderr)
+        return 2
+    print(sql)
+    return 0
 
 
 if __name__ == "__main__":

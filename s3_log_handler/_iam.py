@@ -83,3 +83,36 @@ def reader_policy(bucket: str, prefix: str = "sessions",
                            "Action": "kms:Decrypt",
                            "Resource": names.kms_key_arn(kms_key, "kms_key")})
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def compactor_policy(bucket: str, prefix: str = "sessions", dest_prefix: str | None = None,
+                     kms_key: str | None = None) -> dict[str, Any]:
+    """The policy ``s3-log-handler compact`` needs: read sources, write and check parts.
+
+    ``s3:ListBucket`` limited to both prefixes (it finds the day's folders and old parts);
+    ``s3:GetObject`` on both (sources, parts read back, manifests); ``s3:PutObject`` and
+    ``s3:DeleteObject`` on the destination only (parts, manifests, superseded parts); and
+    ``s3:DeleteObject`` on the sources in a statement of its own, used only with
+    ``--delete-sources`` (drop it to make that flag fail). With ``kms_key``: ``kms:Decrypt``
+    (reading) and ``kms:GenerateDataKey`` (writing). ``dest_prefix`` defaults to
+    ``PREFIX-compacted`` as in ``compact``. Raises ``ValueError`` like :func:`iam_policy`.
+    """
+    names.bucket(bucket)
+    names.prefix(prefix)
+    dest = names.prefix(dest_prefix or f"{prefix}-compacted", "dest_prefix")
+    statements: list[dict[str, Any]] = [
+        {"Sid": "ListSourcesAndParts", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": f"arn:aws:s3:::{bucket}",
+         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", f"{dest}/*"]}}},
+        {"Sid": "ReadSourcesAndParts", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": [object_arn(bucket, prefix), object_arn(bucket, dest)]},
+        {"Sid": "WriteParts", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": object_arn(bucket, dest)},
+        {"Sid": "DeleteCompactedSources", "Effect": "Allow", "Action": "s3:DeleteObject",
+         "Resource": object_arn(bucket, prefix)},
+    ]
+    if kms_key is not None:
+        statements.append({"Sid": "EncryptAndDecryptObjects", "Effect": "Allow",
+                           "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                           "Resource": names.kms_key_arn(kms_key, "kms_key")})
+    return {"Version": POLICY_VERSION, "Statement": statements}
