@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _names as names
+from ._athena_layout import layout
 
 #: Athena documents that the OpenX SerDe can return non-deterministic rows; this one cannot.
 JSON_SERDE = "org.apache.hive.hcatalog.data.JsonSerDe"
@@ -107,7 +108,10 @@ def load_sample(path: str | Path) -> list[dict[str, Any]]:
 
 def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_analytics",
                database: str | None = None, mode: str = "object",
-               sample: str | Path | None = None, years: tuple[int, int] = (2024, 2099)) -> str:
+               sample: str | Path | None = None, years: tuple[int, int] = (2024, 2099),
+               key_template: str | None = None,
+               partition_values: Mapping[str, Sequence[str]] | None = None,
+               data_format: str = "json") -> str:
     """A ``CREATE EXTERNAL TABLE`` statement for ``s3://bucket/prefix/``.
 
     The table uses the Hive JSON SerDe, ``PARTITIONED BY (year int, month int, day int)``
@@ -120,7 +124,16 @@ def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_anal
     not an S3 bucket name, a prefix the handler would refuse, a table/database name that is
     not ``[a-z_][a-z0-9_]*``, a mode or year range, and for a sample with no usable key.
     Every string literal has its quotes doubled (:func:`~s3_log_handler._names.sql_literal`).
+
+    ``key_template`` (default: the handler's for ``mode``) gives the partition columns and
+    ``storage.location.template`` (see :func:`~s3_log_handler._athena_layout.layout`:
+    ``{field:...}`` columns are projected ``injected``, or ``enum`` with their
+    ``partition_values``); a payload key with a partition column's name is left out of the
+    columns. ``data_format="parquet"`` makes the table ``STORED AS PARQUET``.
     """
+    if data_format not in ("json", "parquet"):
+        msg = f"format must be 'json' or 'parquet', got {data_format!r}"
+        raise ValueError(msg)
     if mode not in ("object", "batch"):
         msg = f"mode must be 'object' or 'batch', got {mode!r}"
         raise ValueError(msg)
@@ -139,52 +152,48 @@ def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_anal
             msg = f"{sample}: no key can be an Athena column (skipped: {', '.join(skipped)})"
             raise ValueError(msg)
     root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    if key_template is None:
+        from ._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
+
+        key_template = BATCH_KEY_TEMPLATE if mode == "batch" else OBJECT_KEY_TEMPLATE
+    parts = layout(key_template, root, years, partition_values)
+    taken = {name for name, _ in parts.columns}
+    skipped += [name for name, _ in columns if name in taken and name not in skipped]
+    columns = [(name, kind) for name, kind in columns if name not in taken]
     qualified = f"`{database}`.`{table}`" if database else f"`{table}`"
-    layout = ("one .ndjson.gz object per batch, one session per line" if mode == "batch"
-              else "one .json.gz object per session")
-    header = [f"-- Written by S3Handler(mode={mode!r}): {layout}; both layouts share this table.",
+    written = ("one .ndjson.gz object per batch, one session per line" if mode == "batch"
+               else "one .json.gz object per session")
+    if data_format == "parquet":
+        written = "one .parquet object per batch"
+    header = [f"-- Written by S3Handler(mode={mode!r}): {written}.",
               "-- Partition projection: no MSCK REPAIR TABLE or ALTER TABLE ADD PARTITION needed."]
+    injected = [c for c, _ in parts.columns
+                if parts.properties.get(f"projection.{c}.type") == "injected"]
+    if injected:
+        header.append("-- Injected partition columns: every query must filter them with = or "
+                      "IN: " + ", ".join(injected))
     if skipped:
         # JSON-quoted (ASCII): a key from the sample cannot end the comment with a newline.
         header.append("-- Skipped keys (not valid Athena column names, or a partition column): "
                       + ", ".join(json.dumps(k) for k in skipped))
     body = ",\n".join(f"  `{name}` {kind}" for name, kind in columns)
     literal = names.sql_literal
+    storage = (["STORED AS PARQUET"] if data_format == "parquet" else [
+        f"ROW FORMAT SERDE {literal(JSON_SERDE)}",
+        f"STORED AS INPUTFORMAT {literal(INPUT_FORMAT)}",
+        f"OUTPUTFORMAT {literal(OUTPUT_FORMAT)}"])
     return "\n".join([
         *header,
         f"CREATE EXTERNAL TABLE IF NOT EXISTS {qualified} (",
         body,
         ")",
-        "PARTITIONED BY (" + ", ".join(f"`{c}` int" for c in PARTITION_COLUMNS) + ")",
-        f"ROW FORMAT SERDE {literal(JSON_SERDE)}",
-        f"STORED AS INPUTFORMAT {literal(INPUT_FORMAT)}",
-        f"OUTPUTFORMAT {literal(OUTPUT_FORMAT)}",
+        "PARTITIONED BY (" + ", ".join(f"`{c}` {kind}" for c, kind in parts.columns) + ")",
+        *storage,
         f"LOCATION {literal(root + '/')}",
         "TBLPROPERTIES (",
-        ",\n".join(f"  {literal(k)}={literal(v)}"
-                   for k, v in projection_properties(root, years).items()),
+        ",\n".join(f"  {literal(k)}={literal(v)}" for k, v in parts.properties.items()),
         ");",
     ])
-
-
-def projection_properties(root: str, years: tuple[int, int]) -> dict[str, str]:
-    """The ``TBLPROPERTIES`` that project year/month/day partitions under ``root``."""
-    first, last = years
-    if not 0 < first <= last:
-        msg = f"years must be an increasing pair of positive years, got {years!r}"
-        raise ValueError(msg)
-    return {
-        "projection.enabled": "true",
-        "projection.year.type": "integer",
-        "projection.year.range": f"{first},{last}",
-        "projection.month.type": "integer",
-        "projection.month.range": "1,12",
-        "projection.month.digits": "2",
-        "projection.day.type": "integer",
-        "projection.day.range": "1,31",
-        "projection.day.digits": "2",
-        "storage.location.template": f"{root}/year=${{year}}/month=${{month}}/day=${{day}}/",
-    }
 
 
 def _fields(objects: Sequence[Mapping[str, Any]], path: str) -> (

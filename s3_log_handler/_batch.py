@@ -6,6 +6,7 @@ the key template uses ``{hour}``): a stream that crosses midnight becomes two ob
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._keys import Partition
@@ -28,6 +29,9 @@ class Batch:
 #: Compressed/raw size assumed before any object of a handler has been compressed: JSON
 #: session records compress 5-8x with gzip (bench/throughput.py measures 5.5x).
 PRIOR_RATIO = 0.2
+#: Raw bytes of a handler's first batch compressed once, on the spot, to learn the ratio
+#: before the first object is cut (~0.5 ms of libdeflate, once per handler).
+PROBE_BYTES = 64 * 1024
 #: Weight of the newest object in the running compression ratio.
 _LEARN = 0.5
 #: Partition values whose compression ratio is remembered (beyond it, the handler's own).
@@ -44,10 +48,14 @@ class BatchAccumulator:
     bytes, or its first record is ``max_age`` seconds old (a :class:`BatchPolicy`). At most
     ``max_open`` batches are open: a record for another partition cuts the oldest first
     (counted ``partition_cuts``); when open batches hold ``memory_bytes`` the largest is cut
-    (``memory_cuts``). A cut batch is uploaded, never dropped.
+    (``memory_cuts``). A cut batch is uploaded, never dropped. ``measure`` (the compressed
+    size of some bytes) is called once, on the first :data:`PROBE_BYTES` of records, so
+    the first object is sized by this data's ratio too.
     """
 
-    def __init__(self, policy: BatchPolicy) -> None:
+    def __init__(self, policy: BatchPolicy,
+                 measure: Callable[[bytes], int] | None = None) -> None:
+        self._measure = measure
         self._max_records = policy.max_records
         self._max_bytes = policy.max_bytes
         self._max_age = policy.max_age
@@ -85,6 +93,10 @@ class BatchAccumulator:
         batch.entries.append(entry)
         batch.size += entry.size
         self._open_bytes += entry.size
+        if self._measure is not None and batch.size >= PROBE_BYTES:
+            sample = b"".join(e.body for e in batch.entries)
+            self._ratio = self._measure(sample) / len(sample)
+            self._measure = None
         if (len(batch.entries) >= self._max_records or batch.size >= self._max_bytes
                 or batch.size * self._ratios.get(fields, self._ratio) >= self._target):
             ready.append(self._cut(group, None))

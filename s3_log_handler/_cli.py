@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
+from ._athena_cli import add_layout_arguments, ddl_from_args
 from ._compact_cli import add_compact_arguments, run_compact
 from ._inspect import add_inspect_arguments, run_inspect
 from ._replay_options import add_replay_arguments, replay_settings
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     ddl.add_argument("--database", default=None)
     ddl.add_argument("--mode", choices=("object", "batch"), default="object")
     ddl.add_argument("--sample", default=None, help="a JSON payload file to infer columns from")
+    add_layout_arguments(ddl)
     ddl.add_argument("--compact-sql", action="store_true",
                      help="print the INSERT INTO that compacts --date into --parquet-table")
     ddl.add_argument("--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
@@ -81,11 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "athena-ddl" and args.compact_sql:
         return _print_compact_sql(args)
     if args.command == "athena-ddl":
-        from ._athena import athena_ddl
-
         try:
-            ddl = athena_ddl(bucket=args.bucket, prefix=args.prefix, table=args.table,
-                             database=args.database, mode=args.mode, sample=args.sample)
+            ddl = ddl_from_args(args)
         except ValueError as exc:  # a refused name says which value and which rule
             print(f"s3-log-handler athena-ddl: {exc}", file=sys.stderr)
             return 2

@@ -76,11 +76,12 @@ def record_time(value: object) -> float | None:
     or milliseconds (a number, or numeric text, from 1e11 on read as milliseconds).
     ``None`` when ``value`` is none of those."""
     if isinstance(value, str):
+        text = value
         try:
-            value = float(value)
+            value = float(text)
         except ValueError:
             try:
-                parsed = datetime.fromisoformat(value)
+                parsed = datetime.fromisoformat(text)
             except ValueError:
                 return None
             if parsed.tzinfo is None:

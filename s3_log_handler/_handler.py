@@ -22,12 +22,12 @@ from typing import Any
 from ._aio import run_off_loop
 from ._batch import BatchAccumulator
 from ._diagnostics import Reports, is_internal_record, logger
-from ._encode import make_codec
 from ._exit import LOGGING_MODULE_LOCK, exit_started, inside_logging_config
 from ._jobqueue import JobQueue
 from ._jobs import JobMaker
 from ._keeper import Keeper
 from ._ledger import Ledger
+from ._parquet_codec import codec_for
 from ._policies import BatchPolicy, ClientPolicy, PutPolicy, QueuePolicy, RetryPolicy
 from ._records import DROPPED, Entry
 from ._redact import identity, make_redactor
@@ -77,7 +77,7 @@ class S3Handler(logging.Handler):
                  **options: Any) -> None:
         # Settings first: a refused handler must not be registered with logging at all.
         self.config = c = HandlerConfig.from_kwargs(bucket=bucket, **options)
-        codec = make_codec(c.compression, c.compress_level)
+        self._codec = codec = codec_for(c)
         check_key_template(c, codec.suffix)
         super().__init__(level)
         self._reports = Reports()
@@ -102,8 +102,9 @@ class S3Handler(logging.Handler):
         _LIVE_HANDLERS.add(self)
 
     def _job_queue(self) -> JobQueue:
-        c = self.config
-        batches = BatchAccumulator(BatchPolicy.of(c)) if c.mode == "batch" else None
+        c, compress = self.config, self._codec.compress
+        batches = (BatchAccumulator(BatchPolicy.of(c), lambda b: len(compress(b)))
+                   if c.mode == "batch" else None)
         return JobQueue(self._jobs, batches)
 
     # -- logging.Handler -------------------------------------------------------------------

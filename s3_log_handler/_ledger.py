@@ -248,9 +248,12 @@ class Ledger:
             return self._counters.get(name)
 
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of every counter (see :mod:`s3_log_handler.counters`)."""
+        """A consistent copy of every counter (see :mod:`s3_log_handler.counters`), plus
+        ``queued_bytes``: the memory queued records hold (bounded by ``max_queue_bytes``)."""
         with self._lock:
-            return self._counters.snapshot()
+            stats = self._counters.snapshot()
+            stats["queued_bytes"] = self.memory_bytes
+            return stats
 
     def health(self) -> dict[str, Any]:
         """:meth:`snapshot` plus ``oldest_queued_age``: seconds the oldest record admitted
