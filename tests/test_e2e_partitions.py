@@ -149,6 +149,28 @@ class TestFieldPartitionsEndToEnd:
         handler.close()
 
 
+class TestObjectModeFieldPartitions:
+    def test_object_keys_take_the_same_placeholders(
+            self, s3: Any, bucket: str, moto_endpoint: str,
+            analytics_logger: logging.Logger) -> None:
+        """One object per record, under its tier directory and its end_time's day."""
+        template = ("{prefix}/tier={field:signals.tier}/year={year}/month={month}/day={day}/"
+                    "{id}{ext}")
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, key_template=template,
+                            time_field="end_time")
+        analytics_logger.addHandler(handler)
+        for i, tier in enumerate(["enterprise", "self_serve", None]):
+            analytics_logger.info("x", extra={"analytics_data": {
+                "session_id": f"s{i}", "signals": {"tier": tier}, "end_time": 1764410400 + i}})
+        assert handler.flush(10)
+        stats = handler.stats()
+        handler.close()
+        assert stats["delivered"] == 3 and stats["field_defaults"] == 1
+        assert sorted(objects(s3, bucket)) == sorted(
+            f"sessions/tier={tier}/year=2025/month=11/day=29/s{i}.json.gz"
+            for i, tier in enumerate(["enterprise", "self_serve", DEFAULT_VALUE]))
+
+
 HOSTILE: list[object] = ["../x", "a/b", "\x00", "_hidden", ".dot", "y" * 2000, "café", "cafe",
                          "日本", {"nested": "dict"}, None, "", DEFAULT_VALUE, "a_b"]
 
