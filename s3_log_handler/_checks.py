@@ -24,6 +24,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "when_full": ("spool", "drop", "block"),
     "spool_fsync": ("never", "interval", "always"),
     "compression": ("gzip", "zstd", "none"),
+    "format": ("ndjson", "parquet"),
+    "parquet_compression": ("zstd", "snappy"),
     "sse": ("AES256", "aws:kms"),
     # S3's ChecksumAlgorithm values; CRC32C and CRC64NVME also need botocore[crt].
     "checksum_algorithm": ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"),

@@ -103,6 +103,9 @@ class Codec:
     compress: Callable[[bytes], bytes]
     suffix: str
     content_encoding: str | None
+    #: Builds an object's body from its key and records when the body depends on the
+    #: partition (Parquet's pinned schema), with counters for the ledger; else ``compress``.
+    for_key: Callable[[str, bytes], tuple[bytes, dict[str, int]]] | None = None
 
 
 #: gzip's default level. On libdeflate's scale (same ratios as zlib's 1-9, twice as fast):

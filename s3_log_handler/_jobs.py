@@ -36,8 +36,9 @@ class JobMaker:
     def __init__(self, template: str, prefix: str, suffix: str) -> None:
         self._template = template
         self._prefix = prefix
-        self._object_ext = ".json" + suffix
-        self._batch_ext = ".ndjson" + suffix
+        # Parquet (``.parquet``) is a file format of its own, not a compression of JSON.
+        self._object_ext = suffix if suffix == ".parquet" else ".json" + suffix
+        self._batch_ext = suffix if suffix == ".parquet" else ".ndjson" + suffix
         self._batch_seq = itertools.count(1)
         self._fields = FieldReader(template, None)
 

@@ -70,6 +70,10 @@ class RetryPolicy:
         return cls(c.retry_base, c.retry_cap, c.config_error_retry)
 
 
+#: The Content-Type of a batch object per ``format``.
+_CONTENT_TYPES = {"ndjson": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
+
 @dataclass(frozen=True, slots=True)
 class PutPolicy:
     """What every ``PutObject`` carries, and what failure hints and the start-up line name."""
@@ -89,7 +93,7 @@ class PutPolicy:
     def of(cls, c: HandlerConfig) -> PutPolicy:
         """The put options of settings ``c``."""
         return cls(c.bucket or "", c.prefix,
-                   "application/x-ndjson" if c.mode == "batch" else "application/json",
+                   _CONTENT_TYPES[c.format] if c.mode == "batch" else "application/json",
                    c.checksum_algorithm, c.sse, c.sse_kms_key_id, c.expected_bucket_owner,
                    c.storage_class, c.acl, c.mode)
 

@@ -76,6 +76,12 @@ class HandlerConfig:
     close_timeout: float = 5.0
     compression: str = "gzip"
     compress_level: int | None = None
+    #: Batch objects as NDJSON (compressed by ``compression``) or Parquet (needs the
+    #: ``parquet`` extra; ``parquet_compression`` zstd or snappy, ``parquet_schema`` a sample
+    #: payload or a column list file, else each partition's first batch pins the columns).
+    format: str = "ndjson"
+    parquet_compression: str = "zstd"
+    parquet_schema: str | None = None
     max_batch_records: int = 1_000_000
     max_batch_bytes: int = 128 * MIB
     max_batch_age: float = 60.0
@@ -177,6 +183,8 @@ class HandlerConfig:
         if self.when_full == "spool" and not self.spool_dir:
             msg = "when_full='spool' needs spool_dir to be set (or when_full 'drop' or 'block')"
             raise ValueError(msg)
+        if self.format == "parquet":
+            _check_parquet(self.mode)
         if self.retry_cap < self.retry_base:
             msg = bad("retry_cap", f"a number of seconds >= retry_base ({self.retry_base})",
                        self.retry_cap)
@@ -214,6 +222,16 @@ class HandlerConfig:
             msg = bad("key_template", f"a template with {{{unique[0]}}} or {{{unique[1]}}} in "
                        f"{self.mode} mode, else objects overwrite each other", template)
             raise ValueError(msg)
+
+
+def _check_parquet(mode: str) -> None:
+    if mode != "batch":
+        msg = bad("format", "'ndjson' in object mode (Parquet is written per batch: set "
+                  "mode='batch')", "parquet")
+        raise ValueError(msg)
+    from ._parquet import require_pyarrow
+
+    require_pyarrow()  # ImportError naming the [parquet] extra
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(HandlerConfig))

@@ -101,7 +101,11 @@ class Uploaders:
         try:
             if job.body is None:
                 raw = b"".join(e.body for e in job.entries)
-                job.body = self._codec.compress(raw)
+                if self._codec.for_key is None:
+                    job.body = self._codec.compress(raw)
+                else:
+                    job.body, counts = self._codec.for_key(job.key, raw)
+                    self._ledger.add(**counts)
                 self._ledger.learn(job, len(raw), len(job.body))
         except Exception as exc:
             self._failed(job, refs, None, exc)

@@ -24,6 +24,9 @@ ATTEMPTS = ("failed", "bytes_sent", "objects_sent", "fallbacks", "retries")
 #: default partition, a ``time_field`` that fell back to the log time, and batches cut
 #: before their size or age because ``max_open_partitions`` or memory asked for it.
 PLACEMENT = ("field_defaults", "time_fallbacks", "partition_cuts", "memory_cuts")
+#: format='parquet': values kept in the ``extra_json`` column because the partition's pinned
+#: schema has no column for them, or one of another type; lines that are not a JSON object.
+COLUMNAR = ("parquet_outside_schema", "parquet_type_mismatches", "parquet_unparsed")
 
 
 class Counters:
@@ -38,7 +41,8 @@ class Counters:
 
     def reset(self) -> None:
         """Start from zero (a forked child counts only its own records)."""
-        self._values: dict[str, int] = dict.fromkeys(SOURCES + OUTCOMES + ATTEMPTS + PLACEMENT, 0)
+        self._values: dict[str, int] = dict.fromkeys(SOURCES + OUTCOMES + ATTEMPTS + PLACEMENT
+                                                 + COLUMNAR, 0)
         self._reasons: dict[str, Counter[str]] = {"dropped": Counter(), "dead_lettered": Counter()}
 
     def add(self, **deltas: int) -> None:

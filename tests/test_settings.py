@@ -242,6 +242,10 @@ INVALID: list[tuple[str, object, type[Exception]]] = [
     ("when_full", "spool", ValueError),  # without spool_dir
     ("spool_fsync", "sometimes", ValueError),
     ("compression", "lz4", ValueError),
+    ("format", "orc", ValueError),
+    ("format", "parquet", ValueError),  # object mode
+    ("parquet_compression", "gzip", ValueError),
+    ("parquet_schema", 5, TypeError),
     ("sse", "rot13", ValueError),
     ("checksum_algorithm", "MD5", ValueError),
     *[(name, value, TypeError) for name in ("redact_fields", "hash_fields")
