@@ -19,6 +19,7 @@ import caller_cost
 import close_latency
 import cpu_per_record
 import flush_latency
+import parquet
 import recovery
 import rss
 import throughput
@@ -32,6 +33,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "rss": rss.run,
     "flushwait": flush_latency.run,
     "recovery": recovery.run,
+    "parquet": parquet.run,
 }
 
 
