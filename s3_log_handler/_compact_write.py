@@ -2,7 +2,7 @@
 
 Each part is written to a temporary file (so memory holds a row group or a gzip window,
 not the part), handed to an ``upload`` callback once closed, then removed. Parquet parts
-use :class:`~._parquet.ParquetStream` (one writer per part, closed at once); NDJSON parts
+use :class:`~._parquet_stream.ParquetStream` (one writer per part, closed at once); NDJSON parts
 are one gzip member each (DuckDB before 1.3 read only the first member).
 """
 
@@ -37,7 +37,8 @@ class _Part(Protocol):
 class _ParquetPart:
     def __init__(self, file: IO[bytes], schema: StructShape, compression: str,
                  target: int) -> None:
-        from ._parquet import ROW_GROUP_BYTES, ParquetStream
+        from ._parquet import ROW_GROUP_BYTES
+        from ._parquet_stream import ParquetStream
 
         self._stream = ParquetStream(file, schema, compression, row_group_bytes=min(
             ROW_GROUP_BYTES, max(1, target) * ASSUMED_PARQUET_RATIO))

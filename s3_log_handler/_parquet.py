@@ -31,6 +31,7 @@ from ._parquet_columns import load_schema
 from ._parquet_schema import (
     EXTRA_COLUMN,
     ListShape,
+    MapShape,
     Shape,
     SplitCounts,
     StructShape,
@@ -68,6 +69,8 @@ def arrow_type(shape: Shape) -> Any:
         return pa.struct([pa.field(n, arrow_type(s)) for n, s in shape.fields])
     if isinstance(shape, ListShape):
         return pa.list_(arrow_type(shape.item))
+    if isinstance(shape, MapShape):
+        return pa.map_(pa.string(), arrow_type(shape.value))
     return {"boolean": pa.bool_(), "bigint": pa.int64(), "double": pa.float64(),
             "string": pa.string()}[shape]
 
@@ -128,8 +131,8 @@ def lines_table(lines: Sequence[bytes], schema: StructShape, counts: SplitCounts
                                                  block_size=max(1 << 20, len(data) + 1)),
                 parse_options=pa_json.ParseOptions(explicit_schema=arrow_schema(schema),
                                                    unexpected_field_behavior="error"))
-        except pa.ArrowInvalid:
-            pass  # a value outside its column: split the rows in Python
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # a value outside its column (or a map column): split the rows in Python
         else:
             if table.num_rows == len(lines):
                 return table
@@ -186,69 +189,14 @@ def encode_parquet(lines: Sequence[bytes], schema: StructShape, compression: str
     return ParquetFile(sink.getvalue().to_pybytes(), table.num_rows, counts)
 
 
-class ParquetStream:
-    """One Parquet file written from many chunks of rows, in row groups of about
-    ``row_group_bytes`` of Arrow data: memory holds one row group, not the file.
-
-    Chunks are converted to Arrow as they come (their Python objects can then be freed);
-    :meth:`close` writes what is left and closes the writer. ``sink`` is a binary file.
-    """
-
-    def __init__(self, sink: Any, schema: StructShape, compression: str = "zstd",
-                 level: int | None = None, row_group_bytes: int = ROW_GROUP_BYTES) -> None:
-        pa = require_pyarrow()
-        self.schema = schema
-        self.row_group_bytes = row_group_bytes
-        self.flushed = 0
-        self.counts = SplitCounts()
-        self.rows = 0
-        self._sink = sink
-        self._pending: list[Any] = []
-        self._pending_bytes = 0
-        self._writer = pa.parquet.ParquetWriter(sink, arrow_schema(schema),
-                                                **write_options(compression, level))
-
-    def add(self, lines: Sequence[bytes]) -> None:
-        """Add JSON lines; writes a row group once one is full."""
-        if not lines:
-            return
-        table = lines_table(lines, self.schema, self.counts)
-        self.rows += table.num_rows
-        self._pending.append(table)
-        self._pending_bytes += table.nbytes
-        if self._pending_bytes >= self.row_group_bytes:
-            self._flush()
-
-    def written(self) -> int:
-        """Bytes written to the sink so far (rows still pending are not counted)."""
-        return int(self._sink.tell())
-
-    def pending(self) -> int:
-        """Arrow bytes waiting for the next row group."""
-        return self._pending_bytes
-
-    def _flush(self) -> None:
-        if self._pending:
-            pa = require_pyarrow()
-            table = pa.concat_tables(self._pending)
-            self.flushed += self._pending_bytes
-            self._pending, self._pending_bytes = [], 0
-            self._writer.write_table(table, row_group_size=table.num_rows)
-
-    def close(self) -> int:
-        """Write the last row group, close the writer (not the sink); return the rows."""
-        self._flush()
-        self._writer.close()
-        return self.rows
-
-
 def records(table: Any) -> list[dict[str, Any]]:
     """The records a Parquet table holds: columns with ``extra_json`` merged back in.
 
     Null columns are left out (a field sent as ``null`` and a missing one read the same).
     """
     out = []
-    for row in table.to_pylist():
+    maps = any(_has_map(f.type) for f in table.schema)
+    for row in table.to_pylist(maps_as_pydicts="strict") if maps else table.to_pylist():
         extra_text = row.pop(EXTRA_COLUMN, None)
         kept = _without_nulls(row)
         extra = orjson.loads(extra_text) if extra_text else None
@@ -257,6 +205,17 @@ def records(table: Any) -> list[dict[str, Any]]:
             continue
         out.append(merge_extra(kept, extra if isinstance(extra, Mapping) else None))
     return out
+
+
+def _has_map(kind: Any) -> bool:
+    pa = require_pyarrow()
+    if pa.types.is_map(kind):
+        return True
+    if pa.types.is_struct(kind):
+        return any(_has_map(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind):
+        return _has_map(kind.value_type)
+    return False
 
 
 def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ._parquet_schema import RESERVED, ListShape, Shape, StructShape, infer_schema
+from ._parquet_schema import RESERVED, ListShape, MapShape, Shape, StructShape, infer_schema
 
 _TYPE_NAMES = {"string": "string", "varchar": "string", "char": "string", "bigint": "bigint",
                "int": "bigint", "integer": "bigint", "smallint": "bigint", "tinyint": "bigint",
@@ -47,8 +47,15 @@ def _parse(tokens: list[str], text: str) -> tuple[Shape, list[str]]:
     head, rest = tokens[0].lower(), tokens[1:]
     if head in _TYPE_NAMES:
         return _TYPE_NAMES[head], rest
-    if head in ("array", "struct") and rest[:1] == ["<"]:
+    if head in ("array", "struct", "map") and rest[:1] == ["<"]:
         rest = rest[1:]
+        if head == "map":
+            key, rest = _parse(rest, text)
+            if key != "string":
+                msg = f"column type {text!r}: map keys must be string"
+                raise ValueError(msg)
+            value, rest = _parse(_expect(rest, ",", text), text)
+            return MapShape(value), _expect(rest, ">", text)
         if head == "array":
             item, rest = _parse(rest, text)
             return ListShape(item), _expect(rest, ">", text)
@@ -61,7 +68,8 @@ def _parse(tokens: list[str], text: str) -> tuple[Shape, list[str]]:
                 return StructShape(fields), _expect(rest, ">", text)
             rest = rest[1:]
     msg = (f"column type {text!r}: {tokens[0]!r} is not supported (use string, bigint, "
-           "double, boolean, array<...> or struct<...>; keep timestamps as ISO strings)")
+           "double, boolean, array<...>, map<string,...> or struct<...>; keep timestamps "
+           "as ISO strings)")
     raise ValueError(msg)
 
 

@@ -34,6 +34,14 @@ class ListShape:
     item: Shape
 
 
+@dataclass(frozen=True, slots=True)
+class MapShape:
+    """A map column: string keys, values of ``value``'s shape (only from a given schema,
+    e.g. Athena's ``map<string,double>``; inference makes structs)."""
+
+    value: Shape
+
+
 class StructShape:
     """A struct (or the top-level row) with named fields in a fixed order."""
 
@@ -53,7 +61,7 @@ class StructShape:
         return f"StructShape({list(self.fields)!r})"
 
 
-Shape = str | ListShape | StructShape
+Shape = str | ListShape | MapShape | StructShape
 
 
 @dataclass(slots=True)
@@ -188,6 +196,9 @@ def _fit(value: Any, shape: Shape, counts: SplitCounts) -> tuple[Any, Any]:
         if isinstance(value, Mapping):
             kept, extra = _split_struct(value, shape, counts)
             return (kept or None), extra
+    elif isinstance(shape, MapShape):
+        if _fits_whole(value, shape):
+            return value, None
     elif isinstance(shape, ListShape):
         if isinstance(value, list) and _list_fits(value, shape.item):
             return ([_cast(v, shape.item) for v in value] if shape.item == "double"
@@ -215,6 +226,10 @@ def _list_fits(values: list[Any], item: Shape) -> bool:
 
 
 def _fits_whole(value: Any, shape: Shape) -> bool:
+    if isinstance(shape, MapShape):
+        return isinstance(value, Mapping) and all(
+            isinstance(k, str) and (v is None or _fits_whole(v, shape.value))
+            for k, v in value.items())
     if isinstance(shape, ListShape):
         return isinstance(value, list) and _list_fits(value, shape.item)
     if isinstance(shape, StructShape):

@@ -13,21 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from s3_log_handler._encode import plain_line
-from s3_log_handler._parquet import (
-    ParquetSchemas,
-    ParquetStream,
-    encode_parquet,
-    records,
-    write_options,
-)
+from s3_log_handler._parquet import ParquetSchemas, encode_parquet, records, write_options
 from s3_log_handler._parquet_columns import load_schema, parse_type
 from s3_log_handler._parquet_schema import (
     EXTRA_COLUMN,
     MAX_DEPTH,
     ListShape,
+    MapShape,
     StructShape,
     infer_schema,
 )
+from s3_log_handler._parquet_stream import ParquetStream
 
 
 def session(i: int, **changes: Any) -> dict[str, Any]:
@@ -182,6 +178,25 @@ class TestGivenSchema:
                                       EXTRA_COLUMN]
         assert read_back(out.body) == [session(1)]
 
+    def test_athena_default_columns_with_maps(self, tmp_path: Path) -> None:
+        """The athena-ddl default columns (maps included) as a column list: map values of
+        the right type stay in the map column, a map with a string value goes whole to
+        extra_json, and DuckDB reads the map."""
+        from s3_log_handler._athena import DEFAULT_SESSION_COLUMNS
+
+        spec = tmp_path / "columns.json"
+        spec.write_text(json.dumps({"columns": dict(DEFAULT_SESSION_COLUMNS)}))
+        good = {"session_id": "a", "cost_summary": {"llm_usd": 0.5, "tts_usd": 1},
+                "tool_calls": [{"tool": "x", "timestamp": "t"}]}
+        bad = {"session_id": "b", "cost_summary": {"llm_usd": "free"}}
+        out = ParquetSchemas(str(spec)).encode("p", lines(good, bad))
+        assert out.counts.type_mismatch == 1
+        assert read_back(out.body) == [good, bad]
+        path = tmp_path / "x.parquet"
+        path.write_bytes(out.body)
+        assert duckdb.sql(f"SELECT cost_summary['tts_usd'] FROM read_parquet('{path}')"
+                          ).fetchall() == [(1.0,), (None,)]
+
     def test_a_sample_payload(self, tmp_path: Path) -> None:
         """A sample JSON payload gives the columns it has."""
         sample = tmp_path / "sample.json"
@@ -189,9 +204,10 @@ class TestGivenSchema:
         assert load_schema(sample) == infer_schema([session(1)])
 
     def test_unsupported_types_are_refused_by_name(self) -> None:
-        """A map or timestamp column is refused with the type named."""
+        """Maps need string keys; a timestamp column is refused with the type named."""
         assert parse_type("array<struct<`a`:bigint,b:array<string>>>") == ListShape(
             StructShape([("a", "bigint"), ("b", ListShape("string"))]))
-        for bad in ("map<string,int>", "timestamp", "struct<a:int", "array<int>>"):
+        assert parse_type("map<string,double>") == MapShape("double")
+        for bad in ("map<int,int>", "timestamp", "struct<a:int", "array<int>>"):
             with pytest.raises(ValueError, match="column type"):
                 parse_type(bad)
