@@ -1,7 +1,8 @@
 """Section 8: Parquet against NDJSON.gz on the same records (issue 11).
 
 The same session payloads (bench/payloads.py) are written as batch objects of 10,000 records
-in each format, in one thread, with the handler's own encoders: NDJSON with gzip-6 (the
+in each format, in one thread, with the handler's own encoders (the codec an
+``S3Handler(mode="batch", format="parquet")`` builds objects with): NDJSON with gzip-6 (the
 batch default) and Parquet with zstd (default) and snappy. For each: bytes per record, what
 DuckDB reads to answer a two-column aggregate over all objects (its profiler's
 ``total_bytes_read``, cross-checked with the bytes the process read from files,
@@ -43,19 +44,28 @@ def _chunks(payloads: Payloads, count: int) -> Any:
         yield [orjson.dumps(payloads(i)) + b"\n" for i in range(start, min(count, start + BATCH))]
 
 
+def handler_codec(compression: str) -> Any:
+    """The codec an S3Handler(mode='batch', format='parquet') builds its objects with."""
+    from s3_log_handler._parquet_codec import codec_for
+    from s3_log_handler._settings import HandlerConfig
+
+    return codec_for(HandlerConfig.from_kwargs(bucket="bench-bucket", mode="batch",
+                                               format="parquet",
+                                               parquet_compression=compression))
+
+
 def write_objects(root: Path, fmt: str, codec: str | None, count: int) -> tuple[int, float]:
     """Write ``count`` records as batch objects under ``root``: (bytes, encoder CPU s)."""
-    from s3_log_handler._parquet import ParquetSchemas
-
-    schemas = ParquetSchemas()
+    parquet = handler_codec(codec or "zstd") if fmt == "parquet" else None
     root.mkdir(parents=True)
     total, cpu = 0, 0.0
     for n, lines in enumerate(_chunks(Payloads(), count)):
+        raw = b"".join(lines)
         start = time.process_time()
-        if fmt == "ndjson":
-            body = gzip.compress(b"".join(lines), 6, mtime=0)
+        if parquet is None:
+            body = gzip.compress(raw, 6, mtime=0)
         else:
-            body = schemas.encode("day", lines, codec or "zstd").body
+            body, _ = parquet.for_key("events/year=2025/month=10/day=29/x.parquet", raw)
         cpu += time.process_time() - start
         (root / f"part-{n:05d}.{'parquet' if fmt == 'parquet' else 'ndjson.gz'}").write_bytes(body)
         total += len(body)
@@ -180,7 +190,9 @@ def child(writer: str, count: int) -> dict[str, Any]:
     payloads = Payloads()
     schemas = ParquetSchemas()
     warm = [orjson.dumps(payloads(i)) + b"\n" for i in range(200)]
-    schemas.encode("day", warm)  # imports, pyarrow pools and the pinned schema exist now
+    codec = handler_codec("zstd")
+    codec.for_key("events/year=2025/month=10/day=29/x.parquet", b"".join(warm))
+    schemas.encode("day", warm)  # imports, pyarrow pools and the pinned schemas exist now
     written: list[int] = []
     fmt = "ndjson" if writer.startswith("ndjson") else "parquet"
     part = PartWriter(fmt, 5 * 1024**3, lambda n, f, rows, digest: written.append(rows),
@@ -190,7 +202,7 @@ def child(writer: str, count: int) -> dict[str, Any]:
     start = time.perf_counter()
     for lines in _chunks(payloads, count):
         if writer == "parquet-batches":
-            schemas.encode("day", lines)
+            codec.for_key("events/year=2025/month=10/day=29/x.parquet", b"".join(lines))
         else:
             part.add(lines)
     part.close()

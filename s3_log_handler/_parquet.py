@@ -119,8 +119,12 @@ def lines_table(lines: Sequence[bytes], schema: StructShape, counts: SplitCounts
     the lines take the Python path that splits rows; it is used only when no line names
     ``extra_json`` and none has a 16-digit integer (which it would round into a double).
     """
+    return blob_table(b"".join(lines), len(lines), schema, counts)
+
+
+def blob_table(data: bytes, rows: int, schema: StructShape, counts: SplitCounts) -> Any:
+    """:func:`lines_table` of ``rows`` JSON lines already joined (each ends in ``\\n``)."""
     pa = require_pyarrow()
-    data = b"".join(lines)
     if data and f'"{EXTRA_COLUMN}"'.encode() not in data and not _LONG_INTEGER.search(data):
         import pyarrow.json as pa_json
 
@@ -134,9 +138,9 @@ def lines_table(lines: Sequence[bytes], schema: StructShape, counts: SplitCounts
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # a value outside its column (or a map column): split the rows in Python
         else:
-            if table.num_rows == len(lines):
+            if table.num_rows == rows:
                 return table
-    return rows_table(parse_lines(lines), schema, counts)
+    return rows_table(parse_lines(data.split(b"\n")[:rows]), schema, counts)
 
 
 def _json_text(value: Any) -> str:

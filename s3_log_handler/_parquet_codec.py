@@ -24,8 +24,9 @@ def codec_for(c: HandlerConfig) -> Codec:
     from ._compact_sources import split_lines
     from ._parquet import ParquetSchemas, encode_parquet, parse_lines, require_pyarrow
     from ._parquet_schema import infer_schema
+    from ._parquet_stream import ParquetStream, slices
 
-    require_pyarrow()
+    pa = require_pyarrow()
     schemas = ParquetSchemas(c.parquet_schema)
     compression = c.parquet_compression
 
@@ -36,9 +37,18 @@ def codec_for(c: HandlerConfig) -> Codec:
         return encode_parquet(lines, schema, compression).body
 
     def for_key(key: str, raw: bytes) -> tuple[bytes, dict[str, int]]:
-        built = schemas.encode(key.rpartition("/")[0], split_lines(raw), compression)
-        counts = built.counts
-        return built.body, {"parquet_outside_schema": counts.outside_schema,
+        # A batch may be a few hundred MB of JSON: convert it a slice at a time, so memory
+        # holds one slice and one row group besides the batch itself.
+        pieces = slices(raw)
+        first = next(pieces, b"")
+        schema = schemas.schema_for(key.rpartition("/")[0], split_lines(first))
+        sink = pa.BufferOutputStream()
+        stream = ParquetStream(sink, schema, compression)
+        for piece in (first, *pieces):
+            stream.add_blob(piece)
+        stream.close()
+        counts = stream.counts
+        return sink.getvalue().to_pybytes(), {"parquet_outside_schema": counts.outside_schema,
                             "parquet_type_mismatches": counts.type_mismatch,
                             "parquet_unparsed": counts.unparsed}
 

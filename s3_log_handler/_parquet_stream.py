@@ -6,11 +6,21 @@ the writer is opened for one file and closed with it (see :mod:`._parquet`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ._parquet import ROW_GROUP_BYTES, arrow_schema, lines_table, require_pyarrow, write_options
+from ._parquet import (
+    ROW_GROUP_BYTES,
+    arrow_schema,
+    blob_table,
+    lines_table,
+    require_pyarrow,
+    write_options,
+)
 from ._parquet_schema import SplitCounts, StructShape
+
+#: JSON bytes converted to Arrow at a time by :func:`slices`.
+SLICE_BYTES = 8 * 1024 * 1024
 
 
 class ParquetStream:
@@ -37,9 +47,15 @@ class ParquetStream:
 
     def add(self, lines: Sequence[bytes]) -> None:
         """Add JSON lines; writes a row group once one is full."""
-        if not lines:
-            return
-        table = lines_table(lines, self.schema, self.counts)
+        if lines:
+            self._add_table(lines_table(lines, self.schema, self.counts))
+
+    def add_blob(self, data: bytes) -> None:
+        """Add JSON lines joined into one ``bytes`` (each line ending in ``\\n``)."""
+        if data:
+            self._add_table(blob_table(data, data.count(b"\n"), self.schema, self.counts))
+
+    def _add_table(self, table: Any) -> None:
         self.rows += table.num_rows
         self._pending.append(table)
         self._pending_bytes += table.nbytes
@@ -67,3 +83,14 @@ class ParquetStream:
         self._flush()
         self._writer.close()
         return self.rows
+
+
+def slices(raw: bytes, size: int = SLICE_BYTES) -> Iterator[bytes]:
+    """``raw`` (JSON lines, each ending in ``\\n``) in pieces of about ``size`` bytes, each
+    ending at a line's end, so no more than one piece is converted at a time."""
+    start = 0
+    while start < len(raw):
+        cut = raw.find(b"\n", min(len(raw) - 1, start + size - 1))
+        end = len(raw) if cut < 0 else cut + 1
+        yield raw[start:end]
+        start = end

@@ -23,7 +23,7 @@ from s3_log_handler._parquet_schema import (
     StructShape,
     infer_schema,
 )
-from s3_log_handler._parquet_stream import ParquetStream
+from s3_log_handler._parquet_stream import ParquetStream, slices
 
 
 def session(i: int, **changes: Any) -> dict[str, Any]:
@@ -150,6 +150,21 @@ class TestFiles:
         ((count, total),) = duckdb.sql(
             f"SELECT count(*), sum(duration_seconds) FROM read_parquet('{path}')").fetchall()
         assert (count, total) == (3000, pytest.approx(sum(r["duration_seconds"] for r in rows)))
+
+    def test_a_batch_is_converted_a_slice_at_a_time(self) -> None:
+        """Slices end at line ends and cover the batch; a file built slice by slice holds
+        every record, drift within any slice included."""
+        rows = [session(i) for i in range(500)] + [session(500, late_field=[1, "x"])]
+        raw = b"".join(lines(*rows))
+        pieces = list(slices(raw, 4096))
+        assert len(pieces) > 10 and b"".join(pieces) == raw
+        assert all(p.endswith(b"\n") for p in pieces)
+        sink = pa.BufferOutputStream()
+        stream = ParquetStream(sink, infer_schema(rows[:10]))
+        for piece in pieces:
+            stream.add_blob(piece)
+        assert stream.close() == 501 and stream.counts.outside_schema == 1
+        assert read_back(sink.getvalue().to_pybytes()) == rows
 
     def test_threads_pin_one_schema_per_partition(self) -> None:
         """Upload threads encoding one partition at once all get the first pinned schema."""
