@@ -233,6 +233,29 @@ class TestLayouts:
         keys = [k for k in s3_keys(s3, bucket, "sessions-compacted/") if k.endswith(".gz")]
         assert [k.split("/")[1] for k in keys] == ["tenant=acme", "tenant=globex"]
 
+    def test_zstd_and_uncompressed_batches_mix_with_objects(
+            self, s3: Any, bucket: str, moto_endpoint: str,
+            analytics_logger: logging.Logger, tmp_path: Path) -> None:
+        """.json.gz objects, .ndjson.zst and plain .ndjson batches of one day: every row."""
+        write_day(moto_endpoint, bucket, analytics_logger, sessions=7, batched=3)
+        for n, compression in enumerate(("zstd", "none")):
+            handler = S3Handler(bucket, endpoint_url=moto_endpoint, mode="batch",
+                                compression=compression, max_batch_age=3600)
+            analytics_logger.addHandler(handler)
+            for i in range(100 + 10 * n, 105 + 10 * n):
+                emit(analytics_logger, i)
+            assert handler.flush(60)
+            analytics_logger.removeHandler(handler)
+            handler.close()
+        names = s3_keys(s3, bucket, "sessions/")
+        assert {k.rsplit(".", 1)[-1] for k in names} == {"gz", "zst", "ndjson"}
+        code, report = run(*compact_args(moto_endpoint, bucket))
+        assert code == 0 and (report["sources"], report["rows"]) == (12, 20)
+        download(s3, bucket, "sessions-compacted/", tmp_path)
+        ids = duckdb.sql(f"SELECT session_id FROM {parquet_relation(tmp_path)} ORDER BY 1")
+        assert [r[0] for r in ids.fetchall()] == sorted(
+            payload(i)["session_id"] for i in [*range(10), *range(100, 105), *range(110, 115)])
+
     def test_an_overlapping_destination_is_refused(self, bucket: str,
                                                    moto_endpoint: str) -> None:
         """A destination inside the source prefix would be counted twice: exit 2."""

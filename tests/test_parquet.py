@@ -180,6 +180,26 @@ class TestFiles:
         assert len({id(s) for s in seen}) == 1 and schemas.partitions() == 1
 
 
+class TestHandlerCodec:
+    def test_the_codec_pins_per_key_folder_and_sizes_samples_unpinned(self) -> None:
+        """for_key pins the schema of the key's folder; compress (batch sizing) pins none."""
+        from s3_log_handler._parquet_codec import codec_for
+        from s3_log_handler._settings import HandlerConfig
+
+        codec = codec_for(HandlerConfig.from_kwargs(bucket="some-bucket", mode="batch",
+                                                    format="parquet"))
+        assert (codec.name, codec.suffix, codec.content_encoding) == ("parquet", ".parquet", None)
+        assert read_back(codec.compress(b"".join(lines(session(9, odd=1))))) == [
+            session(9, odd=1)]
+        body, counts = codec.for_key("events/day=01/a.parquet", b"".join(lines(session(1))))
+        assert counts["parquet_outside_schema"] == 0
+        body, counts = codec.for_key("events/day=01/b.parquet",
+                                     b"".join(lines(session(2, odd=1))))
+        assert counts["parquet_outside_schema"] == 1 and read_back(body) == [session(2, odd=1)]
+        _, counts = codec.for_key("events/day=02/c.parquet", b"".join(lines(session(3, odd=1))))
+        assert counts["parquet_outside_schema"] == 0
+
+
 class TestGivenSchema:
     def test_a_column_list_in_yaml(self, tmp_path: Path) -> None:
         """Athena-style types; a value outside the list goes to extra_json."""
