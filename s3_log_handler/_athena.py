@@ -160,6 +160,8 @@ def athena_ddl(bucket: str, prefix: str = "sessions", table: str = "session_anal
     taken = {name for name, _ in parts.columns}
     skipped += [name for name, _ in columns if name in taken and name not in skipped]
     columns = [(name, kind) for name, kind in columns if name not in taken]
+    if data_format == "parquet" and all(name != "extra_json" for name, _ in columns):
+        columns.append(("extra_json", "string"))  # what had no column of its type (JSON)
     qualified = f"`{database}`.`{table}`" if database else f"`{table}`"
     written = ("one .ndjson.gz object per batch, one session per line" if mode == "batch"
                else "one .json.gz object per session")
