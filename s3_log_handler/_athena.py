@@ -85,21 +85,31 @@ def infer_columns(payloads: Iterable[Mapping[str, Any]]) -> tuple[list[tuple[str
     return _fields(list(payloads), path="")
 
 
+def read_text(path: str | Path) -> str:
+    """A sample file's text; gzip (an object downloaded from the bucket) read transparently."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8")
+
+
+def read_documents(path: str | Path) -> list[Any]:
+    """The JSON documents of a file: one JSON value, or one per line (NDJSON). Raises
+    ``json.JSONDecodeError`` when it is neither."""
+    text = read_text(path)
+    try:
+        return [json.loads(text)]
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def load_sample(path: str | Path) -> list[dict[str, Any]]:
     """The payloads in a sample file: one JSON object, or NDJSON (what S3Handler writes).
 
     Gzip files (``.json.gz``/``.ndjson.gz`` objects downloaded from the bucket) are read
     transparently. Raises ``ValueError`` when the file holds no JSON object.
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8")
-    try:
-        docs: list[Any] = [json.loads(text)]
-    except json.JSONDecodeError:
-        docs = [json.loads(line) for line in text.splitlines() if line.strip()]
-    payloads = [d for d in docs if isinstance(d, dict)]
+    payloads = [d for d in read_documents(path) if isinstance(d, dict)]
     if not payloads:
         msg = f"{path}: expected a JSON object (or NDJSON objects) to infer columns from"
         raise ValueError(msg)

@@ -5,7 +5,6 @@ Pure functions but for reading the file. See :func:`load_schema`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ._athena import read_documents, read_text
 from ._parquet_schema import RESERVED, ListShape, MapShape, Shape, StructShape, infer_schema
 
 _TYPE_NAMES = {"string": "string", "varchar": "string", "char": "string", "bigint": "bigint",
@@ -88,17 +88,10 @@ def load_schema(path: str | Path) -> StructShape:
     them) or a sample payload (a JSON object, or NDJSON; gzip read transparently) whose
     columns are inferred. Raises ``ValueError`` naming the file for anything else.
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8")
     try:
-        docs: list[Any] = [json.loads(text)]
+        docs = read_documents(path)
     except json.JSONDecodeError:
-        try:
-            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError:
-            docs = [yaml.safe_load(text)]
+        docs = [yaml.safe_load(read_text(path))]
     if len(docs) == 1 and isinstance(docs[0], Mapping) and set(docs[0]) == {"columns"}:
         return _columns(docs[0]["columns"], path)
     rows = [d for d in docs if isinstance(d, Mapping)]

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -150,6 +151,19 @@ def read_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             out[item["Key"]] = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
     return out
+
+
+def download(s3: Any, bucket: str, root: Path) -> list[str]:
+    """Copy every object byte for byte into ``root``, keeping its key as the path; return
+    the keys, sorted."""
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            path = root / item["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            keys.append(item["Key"])
+    return sorted(keys)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import download
 
 import s3_log_handler
 from s3_log_handler import S3Handler
@@ -56,17 +57,6 @@ def configure(tmp_path: Path, endpoint: str, bucket: str, **env: str) -> S3Handl
     (handler,) = logging.getLogger("analytics.parquet").handlers
     assert isinstance(handler, S3Handler)
     return handler
-
-
-def download(s3: Any, bucket: str, root: Path) -> list[str]:
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            path = root / item["Key"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            keys.append(item["Key"])
-    return sorted(keys)
 
 
 class TestParquetBatches:

@@ -125,8 +125,8 @@ class TestFieldPartitionsEndToEnd:
         ddl = athena_ddl(bucket, prefix="events", mode="batch", key_template=TEMPLATE)
         assert sqlglot.parse_one(ddl, read="athena") is not None
         assert "'projection.event_type.type'='injected'" in ddl
-        assert ("'storage.location.template'='s3://%s/events/event_type=${event_type}/"
-                "year=${year}/month=${month}/day=${day}/'" % bucket) in ddl
+        location = "s3://" + bucket + "/events/event_type=${event_type}/year=${year}/"
+        assert f"'storage.location.template'='{location}month=${{month}}/day=${{day}}/'" in ddl
         enum = athena_ddl(bucket, prefix="events", mode="batch", key_template=TEMPLATE,
                           partition_values={"event_type": list(EVENT_TYPES)})
         assert sqlglot.parse_one(enum, read="athena") is not None

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from conftest import download
 
 from s3_log_handler import S3Handler
 from s3_log_handler._athena import DEFAULT_SESSION_COLUMNS, athena_ddl
@@ -59,18 +60,6 @@ def emit_all(handler: S3Handler) -> list[tuple[datetime, dict[str, Any]]]:
             "msg": "Session analytics data", "created": created, "analytics_data": payload}))
         emitted.append((datetime.fromtimestamp(created, UTC), payload))
     return emitted
-
-
-def download(s3: Any, bucket: str, root: Path) -> list[str]:
-    """Copy every object byte for byte into ``root``, keeping its key as the path."""
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            path = root / item["Key"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            keys.append(item["Key"])
-    return keys
 
 
 class TestDuckDbReadsTheLayout:
