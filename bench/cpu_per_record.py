@@ -194,7 +194,7 @@ def _batch_variants(ctx: Context, payloads: Payloads, count: int) -> dict[str, M
     return {
         "orjson + gzip-6 batches (floor)": floor(False),
         "logger.info(NullHandler) + orjson + gzip-6": floor(True),
-        "S3Handler batch (gzip-6)": handler,
+        "S3Handler batch (default gzip, libdeflate)": handler,
     }
 
 
@@ -230,7 +230,7 @@ def run(ctx: Context) -> Section:
             section.rows.append(_row(name, count, wall, cpu, None if cpu == floor else floor,
                                      notes))
     obj_cpu = obj["S3Handler object"][1]
-    b_cpu = batch["S3Handler batch (gzip-6)"][1]
+    b_cpu = batch["S3Handler batch (default gzip, libdeflate)"][1]
     with_log = batch["logger.info(NullHandler) + orjson + gzip-6"][1]
     section.notes.append(
         "CPU = time.process_time() of this process (all threads) from the first emit to "

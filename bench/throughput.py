@@ -27,7 +27,7 @@ from s3_log_handler import S3Handler, _encode
 
 COLUMNS = ["codec", "writers", "records", "wall s", "records/s", "MB/s in", "CPU µs/record",
            "records/CPU-s", "x codec floor", "ratio", "x zlib-6 ratio", "dropped"]
-DEFAULT = "gzip-6 libdeflate (default)"
+DEFAULT = f"gzip-{_encode.DEFAULT_GZIP_LEVEL} libdeflate (default)"
 ZLIB = "gzip-6 zlib (before)"
 CODECS: dict[str, dict[str, Any]] = {
     DEFAULT: {"compression": "gzip"},
@@ -44,7 +44,7 @@ def _compressor(codec: str) -> Callable[[bytes], bytes]:
         return bytes
     if codec == ZLIB:
         return lambda b: gzip.compress(b, 6, mtime=0)
-    return lambda b: bytes(deflate.gzip_compress(b, 6))
+    return lambda b: bytes(deflate.gzip_compress(b, _encode.DEFAULT_GZIP_LEVEL))
 
 
 @contextlib.contextmanager
@@ -114,7 +114,7 @@ def run(ctx: Context) -> Section:
     """Records/s and CPU per record for each codec with 1 and 4 writer threads."""
     section = Section("3. Batch-mode throughput into moto (separate process)", COLUMNS)
     payloads = Payloads()
-    count = ctx.n(100_000, 20_000)
+    count = ctx.n(300_000, 20_000)  # steady state: ~10 objects of 16 MiB, so the last is not most
     mean_size = payloads.mean_size()
     rates: dict[tuple[str, int], float] = {}
     ratios: dict[str, float] = {}
@@ -155,7 +155,7 @@ def run(ctx: Context) -> Section:
         "box has 2 cores shared by emitters, compressors and moto.")
     best = max(rates[DEFAULT, 1], rates[DEFAULT, 4])
     section.checks.append(Check(
-        "batch throughput end to end, default gzip (libdeflate-6)",
+        f"batch throughput end to end, default gzip ({DEFAULT})",
         f"{best:,.0f} records/s (zlib gzip-6: {max(rates[ZLIB, 1], rates[ZLIB, 4]):,.0f})",
         ">= 40,000 records/s", best >= 40_000))
     section.checks.append(Check(

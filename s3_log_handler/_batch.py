@@ -32,6 +32,10 @@ PRIOR_RATIO = 0.2
 #: Raw bytes of a handler's first batch compressed once, on the spot, to learn the ratio
 #: before the first object is cut (~0.5 ms of libdeflate, once per handler).
 PROBE_BYTES = 64 * 1024
+#: A batch cut by flush() or close() larger than this (raw bytes) is sent as up to
+#: ``flush_parts`` objects, so that many upload threads compress it at once: a flush waits
+#: for the largest part, not for one thread compressing ~100 MB.
+SPLIT_BYTES = 8 * 1024 * 1024
 #: Weight of the newest object in the running compression ratio.
 _LEARN = 0.5
 #: Partition values whose compression ratio is remembered (beyond it, the handler's own).
@@ -63,6 +67,7 @@ class BatchAccumulator:
         self._target = policy.target_bytes
         self._max_open = policy.max_open
         self._memory = policy.memory_bytes
+        self._flush_parts = policy.flush_parts
         self._open: dict[tuple[Partition, tuple[str, ...]], Batch] = {}
         self._open_bytes = 0
         self._ratio = PRIOR_RATIO
@@ -129,8 +134,13 @@ class BatchAccumulator:
         return max(0.0, oldest + self._max_age - now)
 
     def drain(self) -> list[Batch]:
-        """Remove and return every open batch (flush and close use this)."""
-        batches = list(self._open.values())
+        """Remove and return every open batch (flush and close use this); one over
+        :data:`SPLIT_BYTES` comes back as up to ``flush_parts`` batches of its records, in
+        order, so upload threads compress them in parallel."""
+        batches: list[Batch] = []
+        for batch in self._open.values():
+            parts = min(self._flush_parts, -(-batch.size // SPLIT_BYTES))
+            batches.extend(_split(batch, parts) if parts > 1 else [batch])
         self._open.clear()
         self._open_bytes = 0
         return batches
@@ -141,3 +151,16 @@ class BatchAccumulator:
         if reason is not None:
             self.cuts[reason] = self.cuts.get(reason, 0) + 1
         return batch
+
+
+def _split(batch: Batch, parts: int) -> list[Batch]:
+    share = batch.size / parts
+    out = [Batch(batch.partition, batch.fields, batch.opened_at)]
+    for entry in batch.entries:
+        last = out[-1]
+        if last.size >= share and len(out) < parts:
+            last = Batch(batch.partition, batch.fields, batch.opened_at)
+            out.append(last)
+        last.entries.append(entry)
+        last.size += entry.size
+    return out

@@ -35,7 +35,8 @@ class BatchPolicy:
     """When a batch becomes an object: ``max_records`` records, ``max_bytes`` uncompressed
     bytes, or its first record ``max_age`` seconds old; ``hourly`` partitions by hour;
     ``target_bytes`` of estimated compressed size; ``max_open`` open batches at most; open
-    batches holding ``memory_bytes`` (half of ``max_queue_bytes``) cut the largest."""
+    batches holding ``memory_bytes`` (half of ``max_queue_bytes``) cut the largest; a large
+    batch cut by a flush becomes up to ``flush_parts`` (``workers``) objects."""
 
     max_records: int
     max_bytes: int
@@ -44,13 +45,14 @@ class BatchPolicy:
     target_bytes: int = 1 << 62
     max_open: int = 100
     memory_bytes: int = 1 << 62
+    flush_parts: int = 1
 
     @classmethod
     def of(cls, c: HandlerConfig) -> BatchPolicy:
         """The batch policy of settings ``c``."""
         return cls(c.max_batch_records, c.max_batch_bytes, c.max_batch_age,
                    "{hour}" in c.key_template, c.target_object_bytes, c.max_open_partitions,
-                   c.max_queue_bytes // 2)
+                   c.max_queue_bytes // 2, c.workers)
 
 
 @dataclass(frozen=True, slots=True)
