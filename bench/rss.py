@@ -27,6 +27,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "S3Handler batch, defaults (when_full=drop)": {"mode": "batch"},
     "S3Handler batch, when_full=block": {"mode": "batch", "when_full": "block",
                                          "block_timeout": 60.0},
+    "S3Handler batch, max_queue_bytes=64 MiB, block": {
+        "mode": "batch", "when_full": "block", "block_timeout": 60.0,
+        "max_queue_bytes": 64 * 1024 * 1024},
 }
 
 
@@ -101,12 +104,16 @@ def run(ctx: Context) -> Section:
             "delivered": r["delivered"] if VARIANTS[variant] else "",
             "dropped": r["dropped"] if VARIANTS[variant] else "", "wall s": round(r["wall"], 2)})
     section.notes.append(
-        "Records are emitted back to back from one thread; max_queue_bytes (64 MiB) bounds "
-        "what waits in memory, so the default when_full='drop' sheds load under this burst "
-        "while 'block' makes the writer wait. 'RSS before' is taken after imports, set-up and "
-        "a 100-record warm-up (boto3 client created); the peak (VmHWM) is reset there through "
-        "/proc/self/clear_refs and read after flush(). ru_maxrss is shown too, but on Linux it "
-        "keeps the parent's peak across fork+exec, so it overstates a child's.")
+        "Records are emitted back to back from one thread; max_queue_bytes (batch mode's "
+        "default 256 MiB, room for 16 MiB objects) bounds what waits in memory, so the default "
+        "when_full='drop' sheds load under a burst that outruns uploads while 'block' makes "
+        "the writer wait; the peak adds the batches being joined and compressed (up to "
+        "'workers' at a time) and what the allocator keeps. The 64 MiB row is the knob for "
+        "memory-tight services (objects then cut near 32 MB raw). 'RSS before' is taken "
+        "after imports, set-up and a 100-record warm-up (boto3 client created); the peak "
+        "(VmHWM) is reset there through /proc/self/clear_refs and read after flush(). "
+        "ru_maxrss is shown too, but on Linux it keeps the parent's peak across fork+exec, "
+        "so it overstates a child's.")
     worst = max(v for k, v in growth.items() if VARIANTS[k])
     section.checks.append(Check(f"peak RSS growth while {count:,} records flow (worst variant)",
                                 f"+{worst:.0f} MiB", "none set (reported only)", None))

@@ -107,6 +107,7 @@ class Uploaders:
                     job.body, counts = self._codec.for_key(job.key, raw)
                     self._ledger.add(**counts)
                 self._ledger.learn(job, len(raw), len(job.body))
+                del raw  # up to max_batch_bytes: not held during the PUT
         except Exception as exc:
             self._failed(job, refs, None, exc)
             return
