@@ -90,13 +90,23 @@ class Reports:
         self._keys: dict[str, _Key] = {}
         self._outages: dict[str, _Outage] = {}
         self._outage_keys: dict[str, set[str]] = {}
+        self._recovered_at: dict[str, float] = {}
+
+    def now(self) -> float:
+        """The reports' clock: pass a reading taken when an attempt starts as ``started``."""
+        return self._clock()
 
     def report(self, key: str, level: int, message: str, *args: object,
-               outage: str | None = None) -> None:
+               outage: str | None = None, started: float | None = None) -> None:
         """Log ``message % args`` on the library logger unless ``key`` was logged less than
-        ``interval`` seconds ago (then only count it). Never raises."""
+        ``interval`` seconds ago (then only count it). A failure of an attempt ``started``
+        before ``outage`` last recovered belongs to that outage: it is not reported and does
+        not open a new one (a slow request answered late). Never raises."""
         now = self._clock()
         with self._lock:
+            if outage is not None and started is not None and (
+                    started < self._recovered_at.get(outage, float("-inf"))):
+                return
             if outage is not None:
                 self._outages.setdefault(outage, _Outage(now)).failures += 1
                 self._outage_keys.setdefault(outage, set()).add(key)
@@ -122,6 +132,7 @@ class Reports:
             state = self._outages.pop(outage, None)
             for key in self._outage_keys.pop(outage, set()):
                 self._keys.pop(key, None)
+            self._recovered_at[outage] = now
         if state is not None:
             logger.info("%s recovered after %d failed attempts in %.1f s", what,
                         state.failures, now - state.since)

@@ -111,6 +111,7 @@ class Uploaders:
         except Exception as exc:
             self._failed(job, refs, None, exc)
             return
+        started = self._reports.now()
         failure = self._uploader.put(job.key, job.body, record_id=job.record_id,
                                      content_encoding=self._codec.content_encoding)
         if failure is None:
@@ -120,10 +121,10 @@ class Uploaders:
             self._backoff.reset()
             self._reports.recovered("upload", f"S3 uploads to {self._target}")
             return
-        self._failed(job, refs, failure, None)
+        self._failed(job, refs, failure, None, started)
 
     def _failed(self, job: Job, refs: list[SpoolRef], failure: UploadFailure | None,
-                error: Exception | None) -> None:
+                error: Exception | None, started: float | None = None) -> None:
         self._ledger.add(failed=1)
         if self._spool is not None and refs:
             self._spool.uploading(refs, now=False)
@@ -141,7 +142,7 @@ class Uploaders:
             self._reports.report(failure.code, logging.ERROR,
                                  "S3 upload to %s/%s failed: %s: %s. Hint: %s.", self._target,
                                  job.key, failure.code, failure.message, failure.hint,
-                                 outage="upload")
+                                 outage="upload", started=started)
             if failure.kind is FailureKind.REJECTED:
                 self._ledger.settle(job.entries, DEAD_LETTERED, failure.code)
                 return

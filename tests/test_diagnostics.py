@@ -74,6 +74,26 @@ class TestReports:
                               "S3 uploads recovered after 3 failed attempts in 6.0 s",
                               "upload failed"]
 
+    def test_an_attempt_started_before_the_recovery_does_not_open_a_new_outage(
+        self, said: list[str],
+    ) -> None:
+        """A slow request sent during the outage and answered after another succeeded is
+        not a new outage (no ERROR, no second "recovered"); one started later is."""
+        clock = Clock()
+        reports = Reports(clock=clock)
+        slow = reports.now()
+        reports.report("SlowDown", logging.ERROR, "upload failed", outage="upload")
+        clock.now += 1
+        reports.recovered("upload", "S3 uploads")
+        reports.report("SlowDown", logging.ERROR, "late answer", outage="upload", started=slow)
+        assert not reports.failing("upload")
+        reports.recovered("upload", "S3 uploads")
+        reports.report("SlowDown", logging.ERROR, "new outage", outage="upload",
+                       started=reports.now())
+        assert list(said) == ["upload failed",
+                              "S3 uploads recovered after 1 failed attempts in 1.0 s",
+                              "new outage"]
+
     def test_a_message_that_cannot_be_formatted_is_still_reported(
         self, said: list[str],
     ) -> None:
