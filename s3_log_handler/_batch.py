@@ -24,6 +24,10 @@ class Batch:
     opened_at: float
     entries: list[Entry] = field(default_factory=list)
     size: int = 0
+    #: Raw bytes at which the batch is cut: ``max_bytes``, or less when the compression
+    #: ratio says it reaches ``target_bytes`` sooner; made again when the ratio changes.
+    limit: int = 1 << 62
+    ratio_seen: int = -1
 
 
 #: Compressed/raw size assumed before any object of a handler has been compressed: JSON
@@ -68,10 +72,14 @@ class BatchAccumulator:
         self._max_open = policy.max_open
         self._memory = policy.memory_bytes
         self._flush_parts = policy.flush_parts
-        self._open: dict[tuple[Partition, tuple[str, ...]], Batch] = {}
+        self._span = 3600 if policy.hourly else 86400
+        #: Open batches by (hour or day number, field values): no Partition per record.
+        self._open: dict[tuple[int, tuple[str, ...]], Batch] = {}
         self._open_bytes = 0
         self._ratio = PRIOR_RATIO
         self._ratios: dict[tuple[str, ...], float] = {}
+        #: Bumped whenever a ratio is learned: open batches then make their limit again.
+        self._ratio_version = 0
         #: Cuts not yet counted by the ledger (it adds them to its counters).
         self.cuts: dict[str, int] = {}
 
@@ -86,29 +94,39 @@ class BatchAccumulator:
     def add(self, entry: Entry, now: float, fields: tuple[str, ...] = ()) -> list[Batch]:
         """Add ``entry`` (with its partition ``fields``); return the batches to upload now:
         its own when it just became full, and any cut to make room."""
-        partition = (Partition.of(entry.created) if self._hourly
-                     else Partition.day_of(entry.created))
-        group = (partition, fields)
+        group = (int(entry.created // self._span), fields)
         ready: list[Batch] = []
         batch = self._open.get(group)
         if batch is None:
             if len(self._open) >= self._max_open:
                 ready.append(self._cut(next(iter(self._open)), "partition_cuts"))
-            batch = self._open[group] = Batch(partition, fields, now)
+            batch = self._open[group] = self._new_batch(entry.created, fields, now)
+        if batch.ratio_seen != self._ratio_version:  # one compare unless a ratio changed
+            batch.ratio_seen = self._ratio_version
+            batch.limit = self._limit(fields)
         batch.entries.append(entry)
-        batch.size += entry.size
+        size = batch.size = batch.size + entry.size
         self._open_bytes += entry.size
-        if self._measure is not None and batch.size >= PROBE_BYTES:
+        if self._measure is not None and size >= PROBE_BYTES:
             sample = b"".join(e.body for e in batch.entries)
             self._ratio = self._measure(sample) / len(sample)
             self._measure = None
-        if (len(batch.entries) >= self._max_records or batch.size >= self._max_bytes
-                or batch.size * self._ratios.get(fields, self._ratio) >= self._target):
+            batch.limit = self._limit(fields)
+            self._ratio_version += 1
+        if size >= batch.limit or len(batch.entries) >= self._max_records:
             ready.append(self._cut(group, None))
         elif self._open_bytes >= self._memory:
             largest = max(self._open, key=lambda g: self._open[g].size)
             ready.append(self._cut(largest, "memory_cuts"))
         return ready
+
+    def _new_batch(self, created: float, fields: tuple[str, ...], now: float) -> Batch:
+        partition = Partition.of(created) if self._hourly else Partition.day_of(created)
+        return Batch(partition, fields, now)
+
+    def _limit(self, fields: tuple[str, ...]) -> int:
+        ratio = self._ratios.get(fields, self._ratio)
+        return min(self._max_bytes, int(self._target / ratio) if ratio > 0 else self._max_bytes)
 
     def learn(self, fields: tuple[str, ...], raw: int, compressed: int) -> None:
         """Remember the compression ratio of an object just built (any thread: a lost
@@ -120,6 +138,7 @@ class BatchAccumulator:
         if fields in self._ratios or len(self._ratios) < _RATIOS_KEPT:
             old = self._ratios.get(fields, ratio)
             self._ratios[fields] = old + (ratio - old) * _LEARN
+        self._ratio_version += 1
 
     def due(self, now: float) -> list[Batch]:
         """Remove and return every batch whose first record is at least ``max_age`` old."""
@@ -145,7 +164,7 @@ class BatchAccumulator:
         self._open_bytes = 0
         return batches
 
-    def _cut(self, group: tuple[Partition, tuple[str, ...]], reason: str | None) -> Batch:
+    def _cut(self, group: tuple[int, tuple[str, ...]], reason: str | None) -> Batch:
         batch = self._open.pop(group)
         self._open_bytes -= batch.size
         if reason is not None:
