@@ -59,7 +59,8 @@ GAUGES = (
     ("oldest_queued_age", "oldest_queued_age", "Seconds"),
 )
 #: Drop reasons always reported (as ``dropped_<reason>``, 0 when none), so a dashboard or
-#: alarm has data before the first loss. Other reasons appear once they occur.
+#: alarm has data before the first loss. Other reasons, and ``dead_lettered_<reason>`` (e.g.
+#: ``too_large``, ``AccessDenied``), appear once they occur.
 DROP_REASONS = ("queue_full", "spool_full", "closed", "shutdown", "internal_error")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -87,14 +88,16 @@ def emf_document(current: Mapping[str, Any], previous: Mapping[str, Any] | None,
     for name, counter, unit in DELTAS:
         values[name] = int(current[counter]) - (int(previous[counter]) if previous else 0)
         units[name] = unit
-    now_reasons: Mapping[str, int] = current.get("dropped_reasons", {})
-    before_reasons: Mapping[str, int] = previous.get("dropped_reasons", {}) if previous else {}
-    for reason in (*DROP_REASONS, *sorted(set(now_reasons) - set(DROP_REASONS))):
-        name = "dropped_" + _UNSAFE.sub("_", reason)[:200]
-        if name in values or len(values) >= MAX_METRICS - len(GAUGES):
-            continue
-        values[name] = int(now_reasons.get(reason, 0)) - int(before_reasons.get(reason, 0))
-        units[name] = "Count"
+    for prefix, key, always in (("dropped_", "dropped_reasons", DROP_REASONS),
+                                ("dead_lettered_", "dead_letter_reasons", ())):
+        now_reasons: Mapping[str, int] = current.get(key, {})
+        before_reasons: Mapping[str, int] = previous.get(key, {}) if previous else {}
+        for reason in (*always, *sorted(set(now_reasons) - set(always))):
+            name = prefix + _UNSAFE.sub("_", reason)[:200]
+            if name in values or len(values) >= MAX_METRICS - len(GAUGES):
+                continue
+            values[name] = int(now_reasons.get(reason, 0)) - int(before_reasons.get(reason, 0))
+            units[name] = "Count"
     for name, key, unit in GAUGES:
         values[name] = current[key]
         units[name] = unit

@@ -119,6 +119,16 @@ class TestDocument:
         assert (doc["dropped_queue_full"], doc["dropped_shutdown"]) == (1, 3)
         assert doc["queued"] == 1
 
+    def test_dead_letters_are_reported_by_reason_once_they_occur(self) -> None:
+        """dead_lettered_<reason> appears for each reason seen, as a delta like the rest."""
+        before = reading(dead_lettered=1, dead_letter_reasons={"too_large": 1})
+        now = reading(dead_lettered=4, dead_letter_reasons={"too_large": 2, "AccessDenied": 2})
+        doc = emf_document(now, before, dimensions=DIMS, timestamp_ms=1)
+        valid_emf(orjson.dumps(doc).decode(), after_ms=0, before_ms=2**62)
+        assert (doc["dead_lettered"], doc["dead_lettered_too_large"],
+                doc["dead_lettered_AccessDenied"]) == (3, 1, 2)
+        assert "dead_lettered_not_an_object" not in doc
+
     def test_a_counter_that_went_down_restarts_the_count_from_zero(self) -> None:
         """A forked child's counters start again at zero: its line never goes negative."""
         before = reading(emitted=100, delivered=100)
