@@ -153,6 +153,32 @@ def read_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
     return out
 
 
+
+#: What the shipped logging.yaml reads beyond the bucket, group and spool: cleared so a
+#: developer's shell cannot change what a test sees.
+SHIPPED_CONFIG_VARS = ("ANALYTICS_S3_PREFIX", "ANALYTICS_LOG_STREAM",
+                       "ANALYTICS_METRICS_LOG_STREAM", "ANALYTICS_REDACT_FIELDS",
+                       "ANALYTICS_HASH_FIELDS", "ANALYTICS_EVENT_TYPE", "ANALYTICS_CLOSE_TIMEOUT")
+
+
+def point_shipped_config_at_moto(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str,
+                                 spool_dir: Path, group_prefix: str) -> tuple[str, Any]:
+    """Point the shipped logging.yaml at moto as an operator would: a new log group (made up
+    front: moto in this process needs logging's lock to start its logs backend, which
+    dictConfig holds while it builds handlers), the bucket, the spool, the endpoints and a
+    clean environment. Returns the group's name and a logs client."""
+    group = f"{group_prefix}/{uuid.uuid4().hex[:10]}"
+    logs = boto3.client("logs", endpoint_url=endpoint, region_name="us-east-1")
+    logs.create_log_group(logGroupName=group)
+    for name in SHIPPED_CONFIG_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", endpoint)
+    monkeypatch.setenv("ANALYTICS_S3_BUCKET", bucket)
+    monkeypatch.setenv("ANALYTICS_LOG_GROUP", group)
+    monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(spool_dir))
+    return group, logs
+
 def download(s3: Any, bucket: str, root: Path) -> list[str]:
     """Copy every object byte for byte into ``root``, keeping its key as the path; return
     the keys, sorted."""

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 import watchtower
-from conftest import read_objects, wait_until
+from conftest import point_shipped_config_at_moto, read_objects, wait_until
 
 from s3_log_handler import S3Handler, configure
 from s3_log_handler._demo import run_demo
@@ -55,19 +53,8 @@ class Sinks:
 def sinks(moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Sinks:
     """Environment that points the shipped logging.yaml at moto, as a deployment would."""
-    group = f"/e2e/{uuid.uuid4().hex[:10]}"
-    logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-1")
-    # Created up front as an operator would; moto in this process also needs logging's lock
-    # to start its logs backend, which dictConfig holds while it builds handlers.
-    logs.create_log_group(logGroupName=group)
-    for name in ("ANALYTICS_S3_PREFIX", "ANALYTICS_LOG_STREAM", "ANALYTICS_REDACT_FIELDS",
-                 "ANALYTICS_HASH_FIELDS", "ANALYTICS_EVENT_TYPE", "ANALYTICS_CLOSE_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
-    monkeypatch.setenv("ANALYTICS_S3_BUCKET", bucket)
-    monkeypatch.setenv("ANALYTICS_LOG_GROUP", group)
-    monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(tmp_path / "spool"))
+    group, logs = point_shipped_config_at_moto(monkeypatch, moto_endpoint, bucket,
+                                               tmp_path / "spool", "/e2e")
     return Sinks(bucket, group, s3, logs)
 
 

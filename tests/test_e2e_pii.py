@@ -8,15 +8,13 @@ import dataclasses
 import enum
 import json
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import boto3
 import orjson
 import pytest
-from conftest import read_objects, wait_until
+from conftest import point_shipped_config_at_moto, read_objects, wait_until
 
 from s3_log_handler import AnalyticsJsonFormatter, S3Handler, configure
 from s3_log_handler._redact import HASH_KEY_VAR, keyed_hash
@@ -159,17 +157,8 @@ class Sinks:
 def sinks(moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Sinks]:
     """The shipped logging.yaml pointed at moto, with PII controls set as an operator would."""
-    group = f"/e2e-pii/{uuid.uuid4().hex[:10]}"
-    logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-1")
-    logs.create_log_group(logGroupName=group)
-    for name in ("ANALYTICS_S3_PREFIX", "ANALYTICS_LOG_STREAM", "ANALYTICS_EVENT_TYPE",
-                 "ANALYTICS_CLOSE_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
-    monkeypatch.setenv("ANALYTICS_S3_BUCKET", bucket)
-    monkeypatch.setenv("ANALYTICS_LOG_GROUP", group)
-    monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(tmp_path / "spool"))
+    group, logs = point_shipped_config_at_moto(monkeypatch, moto_endpoint, bucket,
+                                               tmp_path / "spool", "/e2e-pii")
     monkeypatch.setenv("ANALYTICS_REDACT_FIELDS", REDACT)
     monkeypatch.setenv("ANALYTICS_HASH_FIELDS", HASHED)
     monkeypatch.setenv(HASH_KEY_VAR, KEY)

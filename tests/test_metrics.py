@@ -6,15 +6,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from conftest import Collect, free_port, wait_until
+from conftest import Collect, free_port, point_shipped_config_at_moto, wait_until
 
 from s3_log_handler import S3Handler, configure
 from s3_log_handler._metrics import (
@@ -302,18 +300,8 @@ class TestThroughLoggingYaml:
         """The shipped logging.yaml routes the metrics to the CloudWatch log group (moto,
         over HTTP) on their own stream, each event's message a bare EMF document, and the
         events add up to the S3 handler's counters."""
-        group = f"/e2e-metrics/{uuid.uuid4().hex[:10]}"
-        logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-1")
-        logs.create_log_group(logGroupName=group)
-        for name in ("ANALYTICS_S3_PREFIX", "ANALYTICS_LOG_STREAM",
-                     "ANALYTICS_METRICS_LOG_STREAM", "ANALYTICS_REDACT_FIELDS",
-                     "ANALYTICS_HASH_FIELDS", "ANALYTICS_CLOSE_TIMEOUT"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
-        monkeypatch.setenv("ANALYTICS_S3_BUCKET", bucket)
-        monkeypatch.setenv("ANALYTICS_LOG_GROUP", group)
-        monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(tmp_path / "spool"))
+        group, logs = point_shipped_config_at_moto(monkeypatch, moto_endpoint, bucket,
+                                                   tmp_path / "spool", "/e2e-metrics")
         monkeypatch.setenv("ANALYTICS_METRICS_INTERVAL", "0.1")
         start_ms = int(time.time() * 1000)
         configure(REPO_YAML)
