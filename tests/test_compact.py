@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,19 @@ def compact_args(endpoint: str, bucket: str, *more: str) -> list[str]:
             "--endpoint-url", endpoint, *more]
 
 
+
+def compact_through(moto_endpoint: str, bucket: str,
+                    inject: Callable[[SeenRequest], tuple[int, bytes] | None]) -> tuple[
+                        int, FaultProxy]:
+    """Run ``compact --delete-sources`` through a proxy that answers with ``inject``: the
+    exit code, and the (stopped) proxy with the requests it saw."""
+    proxy = FaultProxy(moto_endpoint, inject=inject).start()
+    try:
+        code, _ = run(*compact_args(proxy.endpoint, bucket, "--delete-sources"))
+    finally:
+        proxy.stop()
+    return code, proxy
+
 class TestCompact:
     def test_a_day_of_objects_and_batches_becomes_parquet_with_the_same_answers(
             self, s3: Any, bucket: str, moto_endpoint: str, analytics_logger: logging.Logger,
@@ -189,11 +203,7 @@ class TestDeletesOnlyAfterTheCheck:
                 return 200, short.getvalue()
             return None
 
-        proxy = FaultProxy(moto_endpoint, inject=short_part).start()
-        try:
-            code, _ = run(*compact_args(proxy.endpoint, bucket, "--delete-sources"))
-        finally:
-            proxy.stop()
+        code, proxy = compact_through(moto_endpoint, bucket, short_part)
         assert code == 1
         assert s3_keys(s3, bucket, "sessions/") == sources
         assert not any(r.method == "POST" and "delete" in r.path for r in proxy.seen)
@@ -209,11 +219,7 @@ class TestDeletesOnlyAfterTheCheck:
                 return 403, s3_error("AccessDenied")
             return None
 
-        proxy = FaultProxy(moto_endpoint, inject=refuse_parts).start()
-        try:
-            code, _ = run(*compact_args(proxy.endpoint, bucket, "--delete-sources"))
-        finally:
-            proxy.stop()
+        code, _proxy = compact_through(moto_endpoint, bucket, refuse_parts)
         assert code == 1
         assert s3_keys(s3, bucket, "sessions/") == sources
         assert s3_keys(s3, bucket, "sessions-compacted/") == []
