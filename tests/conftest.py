@@ -179,6 +179,17 @@ def point_shipped_config_at_moto(monkeypatch: pytest.MonkeyPatch, endpoint: str,
     monkeypatch.setenv("ANALYTICS_SPOOL_DIR", str(spool_dir))
     return group, logs
 
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """umask 000 for the test: whatever the library creates gets its mode from its own
+    code, not from the process's umask."""
+    old = os.umask(0o000)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
 def download(s3: Any, bucket: str, root: Path) -> list[str]:
     """Copy every object byte for byte into ``root``, keeping its key as the path; return
     the keys, sorted."""

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +96,6 @@ def spool(tmp_path: Path) -> Path:
     path = tmp_path / "spool"
     path.mkdir(mode=0o700)
     return path
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    old = os.umask(0o000)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 # -- replay runs with the handler's settings ---------------------------------------------------

@@ -461,15 +461,6 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
 
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    old = os.umask(0o000)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 class TestModes:
     def test_under_umask_000_files_are_0600_and_created_directories_0700(
         self, tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str,
