@@ -79,9 +79,7 @@ class Ledger:
                         # Only when a thread sleeps: notify() costs the caller even with
                         # no one to wake, and waking per record costs a GIL hand-off.
                         self.work.notify()
-                    cuts = self._jobs.take_cuts()
-                    if cuts:
-                        self._counters.add(**cuts)
+                    self._count_cuts()
                     return
                 if entry.ref is not None and self._spool is not None and (
                         self._when_full == "spool"):
@@ -108,8 +106,7 @@ class Ledger:
             self._counters.add(**deltas)
 
     def learn(self, job: Job, raw: int, compressed: int) -> None:
-        """How well ``job``'s body compressed, for batch sizing (no lock: a lost update
-        only delays the estimate)."""
+        """How well ``job``'s body compressed (no lock: a lost update only delays it)."""
         self._jobs.learn(job, raw, compressed)
 
     # -- outcomes -------------------------------------------------------------------------
@@ -166,9 +163,7 @@ class Ledger:
                 self.memory_bytes += entry.memory_cost
                 self._jobs.put(entry, now)
             self._jobs.cut_batches()  # a backlog is already late: no max_batch_age wait
-            cuts = self._jobs.take_cuts()
-            if cuts:
-                self._counters.add(**cuts)
+            self._count_cuts()
             self.work.notify_all()
 
     # -- upload threads -------------------------------------------------------------------
@@ -265,6 +260,11 @@ class Ledger:
             return stats
 
     # -- internals (the lock is held) -----------------------------------------------------
+    def _count_cuts(self) -> None:
+        cuts = self._jobs.take_cuts()  # batches cut early (partition or memory), by reason
+        if cuts:
+            self._counters.add(**cuts)
+
     def _pop(self, now: float, *, ignore_pause: bool = False) -> Job | None:
         job = self._jobs.pop_ready(now, ignore_pause=ignore_pause)
         refs = [] if job is None or self._spool is None else [

@@ -120,7 +120,6 @@ class Snapshotter:
             return None
         return entry
 
-
     def _read_fields(self, payload: object, body: bytes, created: float) -> tuple[
             float, tuple[str, ...]]:
         """The record's time (``time_field``, else ``created``) and partition values; each
