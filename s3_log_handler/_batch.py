@@ -101,9 +101,6 @@ class BatchAccumulator:
             if len(self._open) >= self._max_open:
                 ready.append(self._cut(next(iter(self._open)), "partition_cuts"))
             batch = self._open[group] = self._new_batch(entry.created, fields, now)
-        if batch.ratio_seen != self._ratio_version:  # one compare unless a ratio changed
-            batch.ratio_seen = self._ratio_version
-            batch.limit = self._limit(fields)
         batch.entries.append(entry)
         size = batch.size = batch.size + entry.size
         self._open_bytes += entry.size
@@ -111,8 +108,10 @@ class BatchAccumulator:
             sample = b"".join(e.body for e in batch.entries)
             self._ratio = self._measure(sample) / len(sample)
             self._measure = None
-            batch.limit = self._limit(fields)
             self._ratio_version += 1
+        if batch.ratio_seen != self._ratio_version:  # one compare unless a ratio changed
+            batch.ratio_seen = self._ratio_version
+            batch.limit = self._limit(fields)
         if size >= batch.limit or len(batch.entries) >= self._max_records:
             ready.append(self._cut(group, None))
         elif self._open_bytes >= self._memory:
