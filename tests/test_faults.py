@@ -438,6 +438,14 @@ def leaked_descriptors(directory: Path) -> list[str]:
             f"e.g. {sorted(held)[:3]}"]
 
 
+def caller_and_thread_problems(escaped: Sequence[str], thread_deaths: Sequence[str],
+                               sampler: Sampler) -> list[str]:
+    """What every fault test checks first: no emit() raised, no thread died, and every
+    stats() sample balanced with no negative count."""
+    return ([f"emit() raised: {e}" for e in escaped[:5]]
+            + [f"a thread died: {d}" for d in thread_deaths] + sampler.problems())
+
+
 def stderr_problems(err: str) -> list[str]:
     """A logging error or traceback printed to stderr (e.g. by ``Handler.handleError``).
 
@@ -521,9 +529,7 @@ def test_random_faults_at_every_site_lose_nothing_and_send_nothing_twice(
     print(f"\nfaults[{mode}-{spool}]: hits {dict(sorted(injector.hits.items()))}; "
           f"final stats {final}")
 
-    problems += [f"emit() raised: {e}" for e in escaped[:5]]
-    problems += [f"a thread died: {d}" for d in thread_deaths]
-    problems += sampler.problems()
+    problems += caller_and_thread_problems(escaped, thread_deaths, sampler)
     counts = (during["emitted"], during["delivered"], during["queued"], during["spooled"],
               during["dropped"], during["dead_lettered"])
     if counts != (N + 8, N, 0, 0, 0, 8) or during["dead_letter_reasons"] != {"too_large": 8}:
@@ -597,9 +603,7 @@ def test_unlink_failing_after_every_successful_put_resends_nothing(
         injector.active = False
         handler.close()
     err = capfd.readouterr().err
-    problems += [f"emit() raised: {e}" for e in escaped[:5]]
-    problems += [f"a thread died: {d}" for d in thread_deaths]
-    problems += sampler.problems()
+    problems += caller_and_thread_problems(escaped, thread_deaths, sampler)
     if (stats["delivered"], stats["queued"], stats["spooled"]) != (N, 0, 0):
         problems.append(f"(delivered, queued, spooled) = "
                         f"{(stats['delivered'], stats['queued'], stats['spooled'])} for {N}")
@@ -649,9 +653,7 @@ def test_client_creation_failing_delays_uploads_and_loses_nothing(
         injector.active = False
         handler.close()
     err = capfd.readouterr().err
-    problems += [f"emit() raised: {e}" for e in escaped[:5]]
-    problems += [f"a thread died: {d}" for d in thread_deaths]
-    problems += sampler.problems()
+    problems += caller_and_thread_problems(escaped, thread_deaths, sampler)
     if failing["delivered"] != 0 or failing["dropped"] or failing["dead_lettered"]:
         problems.append(f"while no client could be made: {failing}")
     if not flushed or (stats["delivered"], stats["queued"], stats["spooled"]) != (
@@ -746,9 +748,7 @@ def test_fsync_failing_with_fsync_always_neither_loses_nor_mixes_up_records(
         handler.close()
     err = capfd.readouterr().err
     found = ids_in_bucket(s3, bucket)
-    problems += [f"emit() raised: {e}" for e in escaped[:5]]
-    problems += [f"a thread died: {d}" for d in thread_deaths]
-    problems += sampler.problems()
+    problems += caller_and_thread_problems(escaped, thread_deaths, sampler)
     if set(stats["dropped_reasons"]) - {"queue_full"}:
         problems.append(f"dropped for other reasons: {stats['dropped_reasons']}")
     if (stats["emitted"], stats["delivered"] + stats["dropped"]) != (N, N):
@@ -938,9 +938,7 @@ def test_spill_backlog_read_back_through_failing_reads_arrives_once(
         injector.active = False
         handler.close()
     err = capfd.readouterr().err
-    problems += [f"emit() raised: {e}" for e in escaped[:5]]
-    problems += [f"a thread died: {d}" for d in thread_deaths]
-    problems += sampler.problems()
+    problems += caller_and_thread_problems(escaped, thread_deaths, sampler)
     if (stats["delivered"], stats["dropped"], stats["queued"], stats["spooled"]) != (N, 0, 0, 0):
         problems.append(f"stats {stats}")
     problems += exactly_once(ids_in_bucket(s3, bucket), expected)
