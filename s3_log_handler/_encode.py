@@ -143,7 +143,7 @@ def make_codec(name: str, level: int | None = None) -> Codec:
         try:
             import zstandard
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            msg = "compression='zstd' needs zstandard: pip install 's3_log_handler[zstd]'"
+            msg = "compression='zstd' needs zstandard: pip install 's3-analytics-handler[zstd]'"
             raise ImportError(msg) from exc
         zstd_level = 3 if level is None else level
 

@@ -12,6 +12,7 @@ on the upload threads, and nothing on this path touches the network or raises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -47,28 +48,13 @@ class S3Handler(logging.Handler):
     changes nothing), writes it to the spool when one is set, and enqueues it. It never does
     network I/O and never raises; background threads batch, compress and upload.
 
-    Keyword arguments (all optional; usable from ``dictConfig``):
-
-    * ``bucket`` -- target bucket; default ``$ANALYTICS_S3_BUCKET``. Without one the handler
-      is disabled: records are counted ``ignored`` and nothing raises.
-    * ``prefix="sessions"``, ``attribute="analytics_data"``, ``id_field="session_id"``.
-    * ``key_template`` -- default ``{prefix}/year={year}/month={month}/day={day}/{id}{ext}``
-      (object mode) or ``...{host}-{pid}-{seq}-{uuid}{ext}`` (batch mode). Placeholders:
-      prefix, year, month, day, hour (UTC, from ``record.created``), id, ext, uuid, host,
-      pid, seq. Keys are at most 1,024 bytes (S3's limit).
-    * ``region_name``, ``endpoint_url``, ``profile_name`` -- passed to boto3; otherwise its own
-      chain applies, plus ``$AWS_REGION`` when ``$AWS_DEFAULT_REGION`` is unset.
-    * ``workers=4`` concurrent uploads; ``close_timeout=5.0`` seconds for flush/close.
-    * ``mode="object"|"batch"``; batch: ``max_batch_records=10000``,
-      ``max_batch_bytes=8 MiB`` (uncompressed), ``max_batch_age=60`` seconds.
-    * ``compression="gzip"|"zstd"|"none"``, ``compress_level``.
-    * ``spool_dir``, ``spool_fsync="never"|"interval"|"always"``, ``max_spool_bytes=1 GiB``,
-      ``max_dead_letter_bytes=64 MiB``, ``max_record_bytes=5 MiB``,
-      ``max_queue_bytes=64 MiB``, ``when_full="spool"|"drop"|"block"``, ``block_timeout=1``.
-    * ``sse``, ``sse_kms_key_id``, ``expected_bucket_owner``, ``storage_class``,
-      ``checksum_algorithm="CRC32"``, ``acl``; ``redact_fields``, ``hash_fields``.
-    * ``metrics_interval`` -- seconds between health-metric lines (CloudWatch EMF, on the
-      ``s3_log_handler.metrics`` logger); default ``None``: none.
+    Keyword arguments are all optional and usable from ``dictConfig``; the README's
+    "Configuration reference" lists each with its default. The main ones: ``bucket``
+    (default ``$ANALYTICS_S3_BUCKET``; without one the handler is disabled and records are
+    counted ``ignored``), ``prefix``, ``attribute``, ``id_field``, ``key_template``,
+    ``mode="object"|"batch"``, ``format``, ``compression``, ``workers``, ``close_timeout``,
+    ``spool_dir``, ``max_queue_bytes``, ``when_full``, the put settings (``sse``, ...) and
+    the PII controls (``redact_fields``, ``hash_fields``).
 
     Raises ``ValueError``/``TypeError`` at construction for invalid or unknown arguments.
     """
@@ -275,6 +261,13 @@ class S3Handler(logging.Handler):
         self._uploaders.ensure_running()
         self._ledger.admit(entry)
         return entry
+
+    def _prepare_client(self) -> None:
+        """Make the S3 client now instead of at the first upload (``@flush_on_return`` does,
+        in Lambda's init phase). Never raises: the first upload reports what failed here."""
+        if self._enabled and not self._closing:
+            with contextlib.suppress(Exception):
+                self._uploader.client()
 
     # -- fork ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:

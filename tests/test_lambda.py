@@ -142,6 +142,61 @@ def test_flushes_when_the_handler_raises(moto_endpoint: str, bucket: str, s3: An
         handler.close()
 
 
+def test_the_client_is_made_when_the_decorator_is_applied(
+        moto_endpoint: str, bucket: str, s3: Any, analytics: logging.Logger,
+        diagnostics: Collect) -> None:
+    """Decorating happens at import, in Lambda's init phase: the S3 client is made then (its
+    "S3 export enabled" line appears before any record), so no invocation pays for it."""
+    handler = S3Handler(bucket, endpoint_url=moto_endpoint, close_timeout=10)
+    analytics.addHandler(handler)
+    try:
+        @flush_on_return
+        def lambda_handler(event: dict[str, Any], context: Any) -> str:
+            send(analytics, "warm", 3)
+            return "done"
+
+        enabled = [r.getMessage() for r in diagnostics.records
+                   if r.getMessage().startswith("S3 export enabled")]
+        assert enabled == [f"S3 export enabled: s3://{bucket}/sessions "
+                           f"(region us-east-1, mode object)"]
+        assert handler.stats()["emitted"] == 0
+        assert lambda_handler({}, FakeContext(10_000)) == "done"
+        assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 3
+        assert len([r for r in diagnostics.records
+                    if r.getMessage().startswith("S3 export enabled")]) == 1
+    finally:
+        analytics.removeHandler(handler)
+        handler.close()
+
+
+class _NoClientSession:
+    """A boto3 session whose ``client()`` fails, as a broken set-up would."""
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no client today")
+
+
+def test_a_client_that_cannot_be_made_at_decoration_is_left_to_the_first_upload(
+        bucket: str, analytics: logging.Logger, diagnostics: Collect) -> None:
+    """Making the client fails: decorating still works and logs nothing; the first upload
+    reports the failure as it always does."""
+    handler = S3Handler(bucket, boto3_session=_NoClientSession(), close_timeout=0.2)
+    analytics.addHandler(handler)
+    try:
+        @flush_on_return
+        def lambda_handler(event: dict[str, Any], context: Any) -> str:
+            send(analytics, "broken", 1)
+            return "done"
+
+        assert diagnostics.records == []
+        assert lambda_handler({}, FakeContext(1_000)) == "done"
+        assert any("no client today" in r.getMessage() for r in diagnostics.records
+                   if r.levelno >= logging.ERROR), [r.getMessage() for r in diagnostics.records]
+    finally:
+        analytics.removeHandler(handler)
+        handler.close()
+
+
 def test_margin_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="margin"):
         flush_on_return(margin=-1)
