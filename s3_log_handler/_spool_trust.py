@@ -8,9 +8,10 @@ may reach S3:
   id is at emit) and its time must have a UTC partition;
 * its key, when it has one, must be a key this handler could have made: in object mode the
   key template's shape, with the handler's prefix and extension, the line's own id and the
-  partition of its own time (per-process parts such as ``{uuid}`` or ``{pid}`` only need
-  their form); in batch mode, where the batch names the object and the line's key is never
-  used, it must start with the prefix.
+  partition of its own time (per-process parts such as ``{uuid}`` or ``{pid}``, and
+  ``{field:path}`` values, only need their form); in batch mode, where the batch names the
+  object and the line's key is never used, it must lie under the prefix with every segment
+  one a handler could render.
 
 A line that fails is dead-lettered ``foreign_key``; with a spool HMAC key a line whose HMAC
 is missing or wrong is dead-lettered ``tampered`` (see :mod:`._segment_lines`).
@@ -24,7 +25,8 @@ import string
 import threading
 from collections.abc import Callable, Mapping
 
-from ._keys import MAX_ID_CHARS, S3_MAX_KEY_BYTES, Partition, sanitize_id
+from ._fields import MAX_VALUE_CHARS
+from ._keys import MAX_ID_CHARS, S3_MAX_KEY_BYTES, Partition, sanitize_id, template_fields
 from ._records import SPOOLED, Entry, SpoolRef
 from ._segment_lines import TORN_WRITE, Line
 
@@ -38,6 +40,11 @@ _FORMS = {
     "host": r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}", "seq": r"\d{8,20}",
 }
 _PARTITION = ("year", "month", "day", "hour")
+#: A ``{field:path}`` value as :func:`~s3_log_handler._keys.safe_segment` makes it.
+_FIELD_FORM = rf"[A-Za-z0-9-][A-Za-z0-9._-]{{0,{MAX_VALUE_CHARS - 1}}}"
+#: One key segment any template could render: visible to Hive-style readers (not starting
+#: with ``.`` or ``_``), never ``..``, never empty.
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9=-][A-Za-z0-9._=-]*")
 
 
 def spool_mac_key(setting: str | None, environ: Mapping[str, str] | None = None) -> bytes | None:
@@ -66,7 +73,7 @@ class KeyCheck:
         if len(key.encode("utf-8", "surrogatepass")) > S3_MAX_KEY_BYTES:
             return False
         if self._pattern is None:  # batch mode, or a template we cannot model
-            return key.startswith(self._prefix)
+            return _plausible(key, self._prefix)
         match = self._pattern.fullmatch(key)
         if match is None:
             return False
@@ -78,16 +85,29 @@ class KeyCheck:
                    if name in found)
 
 
+def _plausible(key: str, prefix: str) -> bool:
+    """A key no template could be modelled for: under ``prefix`` (a whole segment) with
+    every segment one a handler could render."""
+    if prefix and not key.startswith(prefix + "/"):
+        return False
+    return all(_SAFE_SEGMENT.fullmatch(segment) for segment in key.split("/"))
+
+
 def _key_pattern(template: str, prefix: str, ext: str) -> re.Pattern[str] | None:
-    """A regex matching the keys ``template`` renders, or ``None`` for a template with
-    format specs or conversions (then only the prefix is checked)."""
+    """A regex matching the keys ``template`` renders (``{field:path}`` values in their
+    safe form), or ``None`` for a template with other format specs or conversions (then
+    only :func:`_plausible` applies)."""
     parts: list[str] = []
     seen: set[str] = set()
+    fields = {path: f"f{i}" for i, path in enumerate(template_fields(template))}
     for literal, name, spec, conversion in string.Formatter().parse(template):
         parts.append(re.escape(literal))
         if name is None:
             continue
-        if spec or conversion or (name not in _FORMS and name not in ("prefix", "ext")):
+        form = _FIELD_FORM if name == "field" else _FORMS.get(name)
+        if name == "field" and spec in fields:
+            name = fields[spec]
+        elif spec or conversion or (form is None and name not in ("prefix", "ext")):
             return None
         if name in ("prefix", "ext"):
             parts.append(re.escape(prefix if name == "prefix" else ext))
@@ -95,7 +115,7 @@ def _key_pattern(template: str, prefix: str, ext: str) -> re.Pattern[str] | None
             parts.append(f"(?P={name})")
         else:
             seen.add(name)
-            parts.append(f"(?P<{name}>{_FORMS[name]})")
+            parts.append(f"(?P<{name}>{form})")
     return re.compile("".join(parts))
 
 

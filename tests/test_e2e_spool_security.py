@@ -190,6 +190,35 @@ class TestPlantedSegments:
         assert "dead-lettered 5 record(s)" in report and "not uploaded" in report
         assert_no_foreign_object(s3, bucket, expected_keys(created, "own-1", "own-2"))
 
+    def test_with_a_field_template_planted_keys_are_checked_value_by_value(
+        self, spool_dir: Path, moto_endpoint: str, s3: Any, bucket: str,
+    ) -> None:
+        """Dynamic partitions ({field:event_type}): once seen, such a template was not
+        modelled and only key.startswith(prefix) was checked, so a planted
+        'sessions-other/...' or 'sessions/../...' key was uploaded as it stood. Now only the
+        line whose key this template could have made is sent."""
+        template = "{prefix}/{field:event_type}/year={year}/month={month}/day={day}/{id}{ext}"
+        now = time.time()
+        p = Partition.of(now)
+        good = f"sessions/call/year={p.year}/month={p.month}/day={p.day}/fine.json.gz"
+        plant(spool_dir,
+              line("fine", good, now, event_type="call"),
+              line("lookalike", "sessions-other/lookalike.json.gz", now),
+              line("climb", f"sessions/../year={p.year}/month={p.month}/day={p.day}/"
+                            "climb.json.gz", now),
+              line("hidden", good.replace("call", "_hidden").replace("fine", "hidden"), now),
+              line("deep", good.replace("call", "a/b").replace("fine", "deep"), now))
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(spool_dir),
+                            key_template=template)
+        assert handler.wait_idle(10)
+        stats = handler.stats()
+        handler.close()
+        assert stats["dead_letter_reasons"] == {"foreign_key": 4}, stats
+        assert (stats["recovered"], stats["delivered"]) == (5, 1), stats
+        assert sorted(d["record_id"] for d in letters(spool_dir / "dead")) == [
+            "climb", "deep", "hidden", "lookalike"]
+        assert_no_foreign_object(s3, bucket, {good})
+
     def test_in_batch_mode_a_line_keyed_outside_the_prefix_is_dead_lettered(
         self, spool_dir: Path, moto_endpoint: str, s3: Any, bucket: str,
     ) -> None:

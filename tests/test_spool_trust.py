@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from s3_log_handler._keys import Partition, render_key
+from s3_log_handler._keys import Partition, render_key, template_fields
 from s3_log_handler._records import Entry
 from s3_log_handler._segment_lines import TAMPERED, TORN_WRITE, check_lines, encode_line
 from s3_log_handler._settings import BATCH_KEY_TEMPLATE, OBJECT_KEY_TEMPLATE
@@ -83,11 +83,40 @@ class TestKeyCheck:
         assert not check(entry("s-2", key=good))  # the key names s-1
         assert not check(entry(key=good + "x"))
 
-    def test_batch_mode_checks_only_the_prefix_of_a_key_it_never_uses(self) -> None:
+    @pytest.mark.parametrize("template", [
+        "{prefix}/{field:event_type}/year={year}/month={month}/day={day}/{id}{ext}",
+        "{prefix}/type={field:event_type}/tier={field:signals.tier}/{year}/{id}-{uuid}{ext}",
+        "{prefix}/{field:a}/{field:a}/{id}{ext}",
+    ])
+    def test_field_templates_check_the_form_of_each_value(self, template: str) -> None:
+        """Once seen: a {field:...} template was not modelled, and only key.startswith(prefix)
+        was checked, so sessions-other/..., sessionsX/... and sessions/../x passed."""
+        check = KeyCheck(template, "sessions", ".json.gz", "object")
+        paths = template_fields(template)
+        good = render_key(template, prefix="sessions", partition=Partition.of(T),
+                          ext=".json.gz", record_id="s-1", fields=("call",) * len(paths))
+        assert check(entry(key=good))
+        assert check(entry(key=good.replace("call", "missing-" + "0" * 16)))
+        for bad in ("sessions-other/evil.json.gz", "sessionsX/anything",
+                    "sessions/../x/y.json.gz", good.replace("call", ".."),
+                    good.replace("call", "_hidden"), good.replace("call", "a/b"),
+                    good.replace("call", "c" * 65), good.replace("sessions/", "other/", 1)):
+            assert not check(entry(key=bad)), bad
+
+    def test_a_template_that_cannot_be_modelled_still_checks_every_segment(self) -> None:
+        check = KeyCheck("{prefix}/{year!s}/{id}{ext}", "sessions", ".json.gz", "object")
+        assert check(entry(key="sessions/2023/s-1.json.gz"))
+        for bad in ("sessions-other/x.json.gz", "sessions/../x.json.gz", "sessions//x",
+                    "sessions/.hidden/x", "sessions/_tmp/x", "other/sessions/x"):
+            assert not check(entry(key=bad)), bad
+
+    def test_batch_mode_checks_only_the_prefix_and_segments_of_a_key_it_never_uses(
+            self) -> None:
         check = KeyCheck(BATCH_KEY_TEMPLATE, "sessions", ".ndjson.gz", "batch")
         assert check(entry(key=rendered(OBJECT_KEY_TEMPLATE)))  # an object-mode spool
         assert check(entry(key=None))
-        assert not check(entry(key="anywhere/else/injected.json.gz"))
+        for bad in ("anywhere/else/injected.json.gz", "sessionsX/y", "sessions/../y"):
+            assert not check(entry(key=bad)), bad
 
 
 class TestLineHmac:
