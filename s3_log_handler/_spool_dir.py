@@ -83,20 +83,22 @@ def prepare_spool_dir(directory: str) -> str:
     return dead
 
 
-def spool_problem(directory: str) -> str | None:
+def spool_problem(directory: str, *, raise_io_errors: bool = False) -> str | None:
     """Why the spool in ``directory`` is not ours (the directory, or its ``dead/`` when
-    present), or ``None`` when it is. Made before every adoption."""
-    problem = dir_problem(directory)
+    present), or ``None`` when it is. Made before every adoption. With ``raise_io_errors``
+    an I/O error while looking (EIO, EACCES, ...) is raised instead of being a reason."""
+    problem = dir_problem(directory, raise_io_errors=raise_io_errors)
     dead = os.path.join(directory, "dead")
     if problem is None and os.path.lexists(dead):
-        problem = dir_problem(dead)
+        problem = dir_problem(dead, raise_io_errors=raise_io_errors)
     return problem
 
 
 def refuse_if_not_ours(directory: str, reports: Reports) -> str | None:
-    """:func:`spool_problem` for ``directory``; when there is one, report it (one ERROR: the
-    spool switches itself off) and return it."""
-    problem = spool_problem(directory)
+    """:func:`spool_problem` for ``directory`` before an adoption; when there is one, report
+    it (one ERROR: the spool switches itself off) and return it. An I/O error while looking
+    is raised, not a refusal: the keeper reports it and looks again next round."""
+    problem = spool_problem(directory, raise_io_errors=True)
     if problem is not None:
         report_refusal(reports, directory, problem)
     return problem
@@ -109,12 +111,18 @@ def report_refusal(reports: Reports, directory: str, problem: str) -> None:
                    "are held in memory only (not crash-safe)", directory, problem)
 
 
-def dir_problem(path: str) -> str | None:
-    """Why ``path`` is not a private directory of this process, with the fix; else ``None``."""
+def dir_problem(path: str, *, raise_io_errors: bool = False) -> str | None:
+    """Why ``path`` is not a private directory of this process, with the fix; else ``None``.
+    A path that is gone is a reason; another error while looking is one too, or is raised
+    with ``raise_io_errors`` (it says nothing about who owns the directory)."""
     quoted = shlex.quote(path)
     try:
         st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{path} no longer exists; create it (mode 0700) or set spool_dir elsewhere"
     except OSError as exc:
+        if raise_io_errors:
+            raise
         return f"{path} cannot be examined ({exc})"
     if stat.S_ISLNK(st.st_mode):
         return (f"{path} is a symbolic link; set spool_dir to a real directory of your own "

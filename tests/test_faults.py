@@ -42,6 +42,7 @@ from s3_log_handler import (
     S3Handler,
     _deadletters,
     _encode,
+    _keeper,
     _letter_area,
     _segment_files,
     _segment_table,
@@ -67,9 +68,12 @@ BUG: Callable[[], BaseException] = functools.partial(RuntimeError, "injected")
 ALL_ERRORS: tuple[Callable[[], BaseException], ...] = (EIO, ENOSPC, EACCES, BUG)
 ERROR_IDS = {EIO: "EIO", ENOSPC: "ENOSPC", EACCES: "EACCES", BUG: "RuntimeError"}
 
-#: os functions the core's file I/O goes through (some only after the redesign).
+#: os functions the core's file I/O goes through (some only after the redesign), and the
+#: checks and metadata calls of the private spool (lstat before each adoption, fstat and
+#: fchmod of new files, mkdir/chmod of directories).
 OS_FUNCTIONS = ("write", "fsync", "fdatasync", "unlink", "remove", "rename", "replace",
-                "listdir", "scandir", "open", "ftruncate", "read", "pread", "pwrite")
+                "listdir", "scandir", "open", "ftruncate", "read", "pread", "pwrite",
+                "lstat", "stat", "fstat", "fchmod", "chmod", "mkdir", "makedirs")
 
 
 class Injector:
@@ -856,6 +860,64 @@ def test_a_spool_directory_that_cannot_be_listed_does_not_break_start_up(
     assert thread_deaths == []
     assert not stderr_problems(err), stderr_problems(err)
     assert injector.hit("spool.os.listdir", "spool.os.scandir") > 0
+
+
+class _CheckFailsOffMainThread:
+    """``os`` for the spool's directory checks, whose ``lstat`` fails (EIO) ``failures``
+    times when called off the main thread: the check before an adoption (on the keeper),
+    never the one at construction."""
+
+    def __init__(self, failures: int) -> None:
+        self.left = failures
+
+    def lstat(self, path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if threading.current_thread() is not threading.main_thread() and self.left > 0:
+            self.left -= 1
+            raise OSError(errno.EIO, "injected: lstat")
+        return os.lstat(path, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def test_an_io_error_in_the_check_before_an_adoption_does_not_switch_the_spool_off(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str,
+    analytics_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, thread_deaths: list[str],
+) -> None:
+    """A handler that cannot upload holds 30 records on disk and closes after the next
+    handler started, so only the next one's keeper can adopt them. Before each adoption it
+    checks that the directory is still ours; that lstat fails 3 times (EIO). Once seen: one
+    such error was taken for "not ours" and switched the spool off for good. It is reported
+    and retried: the leftovers are adopted and delivered, and no refusal is logged."""
+    dead_endpoint = f"http://127.0.0.1:{free_port()}"
+    first = S3Handler(bucket, endpoint_url=dead_endpoint, spool_dir=str(tmp_path),
+                      close_timeout=0.3, retry_base=0.05, retry_cap=0.2)
+    lg = attach(analytics_logger, first)
+    ids = [f"k-{n}" for n in range(30)]
+    for n, session_id in enumerate(ids):
+        lg.info("Session analytics data", extra={"analytics_data": payload(session_id, n)})
+    caplog.set_level(logging.INFO, logger="s3_log_handler")
+    failing = _CheckFailsOffMainThread(3)
+    monkeypatch.setattr(_spool_dir, "os", failing)
+    monkeypatch.setattr(_keeper, "ADOPT_INTERVAL", 0.0)
+    second = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(tmp_path), **QUICK)
+    first.close()
+    lg.removeHandler(first)
+    try:
+        delivered = wait_until(lambda: second.stats()["delivered"] == 30, 15)
+        stats = second.stats()
+    finally:
+        second.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "s3_log_handler"]
+    assert failing.left == 0
+    assert delivered, stats
+    assert (stats["recovered"], stats["delivered"], balance(stats)) == (30, 30, 0), stats
+    assert not exactly_once(ids_in_bucket(s3, bucket), set(ids))
+    assert not [m for m in messages if "refused" in m], messages
+    assert any("could not adopt" in m and "injected: lstat" in m for m in messages), messages
+    assert any("recovered" in m and "adopt" in m for m in messages), messages
+    assert thread_deaths == []
 
 
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=ERROR_IDS.get)
