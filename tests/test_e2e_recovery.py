@@ -360,9 +360,9 @@ class TestCompaction:
         permissive_umask: None, monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Under umask 0o000, a handler closes with some records delivered and some not:
-        the segment is rewritten without the delivered ones through a 0600 temporary file;
-        a symlink planted at the old fixed temporary name is left alone, and so is the
-        file it points to."""
+        the segment is rewritten without the delivered ones through a 0600 temporary file
+        under a random name; a symlink planted at the old fixed temporary name is left
+        alone, and so is the file it points to."""
         victim = tmp_path / "victim.txt"
         victim.write_text("keep me\n")
         victim.chmod(0o644)
@@ -397,6 +397,37 @@ class TestCompaction:
         assert lines[0].startswith(b"#") and len(lines) == 3
         assert [b"stuck" in line for line in lines[1:]] == [True, True]
         assert not [p for p in spool.iterdir() if p.name.endswith(".tmp")]
+
+
+    def test_a_symlink_planted_at_the_temporary_name_itself_is_not_followed(
+        self, spool: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The random name is pinned, and a symlink to a victim file waits exactly there:
+        the O_EXCL | O_NOFOLLOW open refuses it, so the victim is unchanged; the rewrite
+        fails and is reported, and the segment is handed on whole (nothing lost)."""
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me\n")
+        pinned = "f" * 32
+        monkeypatch.setattr(_segment_files.uuid, "uuid4",
+                            lambda: type("Pinned", (), {"hex": pinned})())
+        handler = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(spool),
+                            boto3_session=_FailSome(), close_timeout=1.0, retry_base=0.05,
+                            retry_cap=0.1)
+        lg = attach(logging.getLogger("analytics.recovery.pinned"), handler)
+        emit(lg, "stuck-1", "sent-1", "sent-2", "sent-3")
+        assert wait_until(lambda: handler.stats()["delivered"] == 3, 20), handler.stats()
+        [segment] = spool.glob("*.seg")
+        planted = spool / f"{segment.stem}.{pinned}{_segment_files.COMPACT_SUFFIX}"
+        planted.symlink_to(victim)
+        handler.close()
+        assert victim.read_text() == "keep me\n" and planted.is_symlink()
+        [kept] = spool.glob("*.seg")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        lines = kept.read_bytes().splitlines()
+        assert sum(b"stuck-1" in line for line in lines) == 1  # handed on whole
+        assert any(r.levelno >= logging.WARNING and "File exists" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 # -- a long outage: bounded memory and disk ------------------------------------------------------
