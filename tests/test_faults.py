@@ -497,6 +497,8 @@ def test_random_faults_at_every_site_lose_nothing_and_send_nothing_twice(
     # Small segments, so that many are created, sealed and deleted while faults hit
     # (a no-op should the constant go away).
     monkeypatch.setattr(_spool, "SEGMENT_BYTES", 16 * 1024, raising=False)
+    # Adoption rounds (and the ownership check before each) while the faults hit.
+    monkeypatch.setattr(_keeper, "ADOPT_INTERVAL", 0.2)
     session = FaultySession(injector)
     versioned(s3, bucket)
     spool_args: dict[str, Any] = {} if spool == "none" else {
@@ -567,6 +569,8 @@ def test_random_faults_at_every_site_lose_nothing_and_send_nothing_twice(
         assert injector.hit("gzip.compress"), injector.hits
     if spool != "none":
         assert injector.hit("spool.os.write", "spool.open", "spool.os.open"), injector.hits
+        if mode == "object":  # batch runs end before a round (0.2 s) may come
+            assert injector.calls["spool.os.lstat"], "no ownership check during the faults"
     assert not problems, "\n".join(problems)
 
 
