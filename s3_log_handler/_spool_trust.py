@@ -105,7 +105,7 @@ def _key_pattern(template: str, prefix: str, ext: str) -> re.Pattern[str] | None
         if name is None:
             continue
         form = _FIELD_FORM if name == "field" else _FORMS.get(name)
-        if name == "field" and spec in fields:
+        if name == "field" and spec in fields and not conversion:
             name = fields[spec]
         elif spec or conversion or (form is None and name not in ("prefix", "ext")):
             return None
