@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -44,6 +45,21 @@ class Collect(logging.Handler):
     def warnings(self) -> list[str]:
         """The messages of the WARNING records kept so far."""
         return [r.getMessage() for r in self.records if r.levelno == logging.WARNING]
+
+
+@contextlib.contextmanager
+def collecting(logger_name: str, level: int | None = None) -> Iterator[Collect]:
+    """A :class:`Collect` on the logger ``logger_name`` (set to ``level`` when given) while
+    the block runs."""
+    collect = Collect()
+    lg = logging.getLogger(logger_name)
+    lg.addHandler(collect)
+    if level is not None:
+        lg.setLevel(level)
+    try:
+        yield collect
+    finally:
+        lg.removeHandler(collect)
 
 
 class StatsSampler:

@@ -13,7 +13,7 @@ import boto3
 import orjson
 import pytest
 import watchtower
-from conftest import Collect, free_port
+from conftest import Collect, collecting, free_port
 from servers import BlackholeServer
 
 from s3_log_handler import AnalyticsJsonFormatter, cloudwatch_handler
@@ -22,11 +22,8 @@ from s3_log_handler import AnalyticsJsonFormatter, cloudwatch_handler
 @pytest.fixture
 def voice() -> Iterator[Collect]:
     """What the library says on its own logger during the test."""
-    collect = Collect()
-    library = logging.getLogger("s3_log_handler")
-    library.addHandler(collect)
-    yield collect
-    library.removeHandler(collect)
+    with collecting("s3_log_handler") as collect:
+        yield collect
 
 
 @pytest.fixture

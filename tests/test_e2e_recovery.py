@@ -354,6 +354,21 @@ class _FailSome:
             raise ConnectionError("injected: stuck")
 
 
+def _one_stuck_three_sent(spool: Path, endpoint: str, bucket: str,
+                          name: str) -> tuple[S3Handler, logging.Logger]:
+    """A spooled handler whose first four records are one that cannot be sent and three that
+    are delivered (waited for), so its segment holds a pending line beside delivered ones."""
+    handler = S3Handler(bucket, endpoint_url=endpoint, spool_dir=str(spool),
+                        boto3_session=_FailSome(), close_timeout=1.0, retry_base=0.05,
+                        retry_cap=0.1)
+    lg = attach(logging.getLogger(f"analytics.recovery.{name}"), handler)
+    # One stuck record among the first (four upload threads take them at once; failed jobs
+    # go first in line again, so more stuck ones could starve the rest).
+    emit(lg, "stuck-1", "sent-1", "sent-2", "sent-3")
+    assert wait_until(lambda: handler.stats()["delivered"] == 3, 20), handler.stats()
+    return handler, lg
+
+
 class TestCompaction:
     def test_a_close_with_records_pending_leaves_0600_files_and_follows_no_symlink(
         self, spool: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
@@ -375,14 +390,7 @@ class TestCompaction:
             real_rename(src, dst, *args, **kwargs)
 
         monkeypatch.setattr(_segment_files.os, "rename", rename)
-        handler = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(spool),
-                            boto3_session=_FailSome(), close_timeout=1.0, retry_base=0.05,
-                            retry_cap=0.1)
-        lg = attach(logging.getLogger("analytics.recovery.compact"), handler)
-        # One stuck record among the first (four upload threads take them at once; failed
-        # jobs go first in line again, so more stuck ones could starve the rest).
-        emit(lg, "stuck-1", "sent-1", "sent-2", "sent-3")
-        assert wait_until(lambda: handler.stats()["delivered"] == 3, 20), handler.stats()
+        handler, lg = _one_stuck_three_sent(spool, moto_endpoint, bucket, "compact")
         emit(lg, "stuck-2")
         [segment] = spool.glob("*.seg")
         planted = spool / (segment.stem + ".compact")
@@ -411,12 +419,7 @@ class TestCompaction:
         pinned = "f" * 32
         monkeypatch.setattr(_segment_files.uuid, "uuid4",
                             lambda: type("Pinned", (), {"hex": pinned})())
-        handler = S3Handler(bucket, endpoint_url=moto_endpoint, spool_dir=str(spool),
-                            boto3_session=_FailSome(), close_timeout=1.0, retry_base=0.05,
-                            retry_cap=0.1)
-        lg = attach(logging.getLogger("analytics.recovery.pinned"), handler)
-        emit(lg, "stuck-1", "sent-1", "sent-2", "sent-3")
-        assert wait_until(lambda: handler.stats()["delivered"] == 3, 20), handler.stats()
+        handler, _ = _one_stuck_three_sent(spool, moto_endpoint, bucket, "pinned")
         [segment] = spool.glob("*.seg")
         planted = spool / f"{segment.stem}.{pinned}{_segment_files.COMPACT_SUFFIX}"
         planted.symlink_to(victim)

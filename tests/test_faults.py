@@ -807,7 +807,7 @@ def test_fsync_failing_with_fsync_interval_kills_no_thread(
         injector.active = False
         handler.close()
     err = capfd.readouterr().err
-    problems = [f"a thread died: {d}" for d in thread_deaths] + sampler.problems()
+    problems = caller_and_thread_problems((), thread_deaths, sampler)
     if not flushed or (stats["delivered"], stats["queued"], stats["spooled"]) != (100, 0, 0):
         problems.append(f"flush {flushed}, stats {stats}")
     problems += exactly_once(ids_in_bucket(s3, bucket), set(ids))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Collect
+from conftest import Collect, collecting
 from servers import BlackholeServer
 
 from s3_log_handler import S3Handler, flush_on_return
@@ -37,12 +37,8 @@ class FakeContext:
 
 @pytest.fixture
 def diagnostics() -> Iterator[Collect]:
-    collect = Collect()
-    lg = logging.getLogger("s3_log_handler")
-    lg.addHandler(collect)
-    lg.setLevel(logging.DEBUG)
-    yield collect
-    lg.removeHandler(collect)
+    with collecting("s3_log_handler", logging.DEBUG) as collect:
+        yield collect
 
 
 @pytest.fixture

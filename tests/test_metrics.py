@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Collect, free_port, point_shipped_config_at_moto, wait_until
+from conftest import Collect, collecting, free_port, point_shipped_config_at_moto, wait_until
 
 from s3_log_handler import S3Handler, configure
 from s3_log_handler._metrics import (
@@ -206,12 +206,8 @@ class TestHealthMetrics:
 @pytest.fixture
 def emf_lines() -> Iterator[Collect]:
     """The records of the metrics logger during the test."""
-    collect = Collect()
-    metrics_logger = logging.getLogger("s3_log_handler.metrics")
-    metrics_logger.addHandler(collect)
-    metrics_logger.setLevel(logging.INFO)
-    yield collect
-    metrics_logger.removeHandler(collect)
+    with collecting("s3_log_handler.metrics", logging.INFO) as collect:
+        yield collect
 
 
 def parsed(collect: Collect, after_ms: int) -> list[dict[str, Any]]:

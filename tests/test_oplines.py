@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Collect, wait_until
+from conftest import Collect, collecting, wait_until
 
 from s3_log_handler import S3Handler
 
@@ -15,12 +15,8 @@ from s3_log_handler import S3Handler
 @pytest.fixture
 def voice() -> Iterator[Collect]:
     """Everything the library logs (DEBUG and up) during the test."""
-    collect = Collect()
-    library = logging.getLogger("s3_log_handler")
-    library.addHandler(collect)
-    library.setLevel(logging.DEBUG)
-    yield collect
-    library.removeHandler(collect)
+    with collecting("s3_log_handler", logging.DEBUG) as collect:
+        yield collect
 
 
 def lines(voice: Collect, level: int, start: str) -> list[str]:
