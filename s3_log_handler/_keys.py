@@ -18,6 +18,8 @@ from dataclasses import dataclass
 S3_MAX_KEY_BYTES = 1024
 #: Longest sanitised id we put in a key; longer ids are cut and get a hash suffix.
 MAX_ID_CHARS = 128
+#: Record times (epoch seconds) that have a UTC partition: years 1 to 9999.
+EARLIEST_TIME, LATEST_TIME = -62_135_596_800.0, 253_402_300_800.0
 _HASH_CHARS = 16
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: A ``{field:path}`` placeholder of a key template (see :mod:`~s3_log_handler._fields`).

@@ -83,6 +83,7 @@ class PendingRecords:
         return max(0.0, now - self._marks[0][1])
 
     def _oldest_pending(self) -> int | None:
+        """The number of the oldest record without an outcome, in memory or spilled."""
         oldest: int | None = None
         if self._pending:
             while self._oldest not in self._pending:
@@ -138,14 +139,8 @@ class PendingRecords:
 
     def pending_upto(self, mark: int) -> bool:
         """True while some record numbered ``<= mark`` has no outcome yet."""
-        first_spilled = self._spilled.first
-        if first_spilled is not None and first_spilled <= mark:
-            return True
-        if not self._pending:
-            return False
-        while self._oldest not in self._pending:
-            self._oldest += 1
-        return self._oldest <= mark
+        oldest = self._oldest_pending()
+        return oldest is not None and oldest <= mark
 
     def begin_flush(self) -> tuple[int, int]:
         """Start a flush: its ``(mark, since)``, the range of records it reports on."""

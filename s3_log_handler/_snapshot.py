@@ -17,7 +17,15 @@ import orjson
 from ._diagnostics import Reports
 from ._encode import EncodeError, json_line
 from ._fields import MAX_VALUE_CHARS, FieldReader
-from ._keys import MAX_ID_CHARS, Partition, render_key, sanitize_id, template_fields
+from ._keys import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    MAX_ID_CHARS,
+    Partition,
+    render_key,
+    sanitize_id,
+    template_fields,
+)
 from ._ledger import Ledger
 from ._records import DEAD_LETTERED, Entry
 from ._redact import Redactor
@@ -26,8 +34,6 @@ from ._settings import HandlerConfig
 #: Key placeholders that differ between processes: such a key is fixed at emit time (and
 #: kept in the spool), so a retry or a replay by another process keeps it.
 _PER_PROCESS = ("{uuid}", "{pid}", "{host}", "{seq}")
-#: Record times with a UTC partition: years 1 to 9999.
-_EARLIEST, _LATEST = -62_135_596_800.0, 253_402_300_800.0
 
 
 def check_key_template(config: HandlerConfig, suffix: str) -> None:
@@ -97,7 +103,7 @@ class Snapshotter:
         fields = None
         if self._fields is not None and body[0] == 0x7B:  # "{": else dead-lettered below
             created, fields = self._read_fields(payload, body, created)
-        if not _EARLIEST <= created < _LATEST:  # NaN too: a filter may have set anything
+        if not EARLIEST_TIME <= created < LATEST_TIME:  # NaN too: a filter may set anything
             created = _valid_time(created, self._ledger)
         key = None
         if self._key_at_emit:
@@ -132,7 +138,7 @@ class Snapshotter:
             self._ledger.add(field_defaults=defaults)
         if reader.time_field is not None:
             when = reader.time(data)
-            if when is None or not _EARLIEST <= when < _LATEST:
+            if when is None or not EARLIEST_TIME <= when < LATEST_TIME:
                 self._ledger.add(time_fallbacks=1)
             else:
                 created = when
@@ -141,7 +147,7 @@ class Snapshotter:
 
 def _valid_time(created: float, ledger: Ledger) -> float:
     """``created`` when it has a UTC partition, else now (counted in ``fallbacks``)."""
-    if _EARLIEST <= created < _LATEST:  # False for NaN too: a filter may have set anything
+    if EARLIEST_TIME <= created < LATEST_TIME:  # False for NaN: a filter may set anything
         return created
     ledger.add(fallbacks=1)
     return time.time()

@@ -26,13 +26,19 @@ import threading
 from collections.abc import Callable, Mapping
 
 from ._fields import MAX_VALUE_CHARS
-from ._keys import MAX_ID_CHARS, S3_MAX_KEY_BYTES, Partition, sanitize_id, template_fields
+from ._keys import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    MAX_ID_CHARS,
+    S3_MAX_KEY_BYTES,
+    Partition,
+    sanitize_id,
+    template_fields,
+)
 from ._records import SPOOLED, Entry, SpoolRef
 from ._segment_lines import TORN_WRITE, Line
 
 FOREIGN_KEY = "foreign_key"
-#: Record times with a UTC partition (years 1 to 9999), as at emit.
-_EARLIEST, _LATEST = -62_135_596_800.0, 253_402_300_800.0
 #: The form of each per-record or per-process placeholder's value.
 _FORMS = {
     "year": r"\d{4}", "month": r"\d{2}", "day": r"\d{2}", "hour": r"\d{2}",
@@ -65,7 +71,8 @@ class KeyCheck:
 
     def __call__(self, entry: Entry) -> bool:
         created = entry.created
-        if not _EARLIEST <= created < _LATEST or sanitize_id(entry.record_id) != entry.record_id:
+        if not EARLIEST_TIME <= created < LATEST_TIME or (
+                sanitize_id(entry.record_id) != entry.record_id):
             return False
         key = entry.key
         if key is None:  # made from the (checked) id and time when uploaded
